@@ -1,0 +1,117 @@
+"""The exception tree. Library code raises only these.
+
+    AbstractVisionError
+    ├── BackendNotConfiguredError        VisionManager has no backend
+    ├── OptionalDependencyMissingError   an engine's extra is not installed (also ImportError)
+    ├── UnknownModelError                model id not in the registry / not configured (also LookupError)
+    ├── CapabilityNotSupportedError      model or backend cannot run the task / option
+    ├── InvalidRequestError              a value out of bounds or of the wrong kind (also ValueError)
+    │   └── InvalidImageError            image bytes that are not a safe, decodable image
+    ├── ArtifactNotFoundError            a well-formed id the store does not hold (also LookupError)
+    ├── GenerationCancelledError         the caller cancelled; nothing was stored
+    └── BackendError                     the engine failed; the message says what to do
+        └── OutOfMemoryError             the device ran out of memory (freed what it could)
+
+The MCP layer turns every one of these into an ``isError`` tool result carrying ``str(exc)``,
+so messages are written for the agent that has to fix its call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AbstractVisionError",
+    "ArtifactNotFoundError",
+    "BackendError",
+    "BackendNotConfiguredError",
+    "CapabilityNotSupportedError",
+    "GenerationCancelledError",
+    "InvalidImageError",
+    "InvalidRequestError",
+    "OptionalDependencyMissingError",
+    "OutOfMemoryError",
+    "UnknownModelError",
+]
+
+
+class AbstractVisionError(Exception):
+    """Base of every error abstractvision raises on purpose."""
+
+
+class BackendNotConfiguredError(AbstractVisionError):
+    """A generation method was called on a VisionManager without a backend."""
+
+
+class OptionalDependencyMissingError(AbstractVisionError, ImportError):
+    """An engine needs a package from an extra that is not installed."""
+
+    def __init__(self, package: str, extra: str, *, feature: str | None = None) -> None:
+        self.package = package
+        self.extra = extra
+        what = feature or f"this feature"
+        super().__init__(
+            f"{what} needs the '{package}' package: pip install 'abstractvision[{extra}]'"
+        )
+
+
+class UnknownModelError(AbstractVisionError, LookupError):
+    """A model id that the registry (or the configured backend) does not know."""
+
+    def __str__(self) -> str:  # LookupError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CapabilityNotSupportedError(AbstractVisionError):
+    """The model or backend cannot do what was asked (task, mask, option)."""
+
+
+class InvalidRequestError(AbstractVisionError, ValueError):
+    """A request value is wrong. ``field``, ``value`` and ``limit`` say which and why."""
+
+    def __init__(
+        self,
+        field: str,
+        value: Any,
+        limit: str,
+        *,
+        message: str | None = None,
+    ) -> None:
+        self.field = field
+        self.value = value
+        self.limit = limit
+        shown = _short_repr(value)
+        super().__init__(message or f"{field}={shown} is invalid: {limit}")
+
+
+class InvalidImageError(InvalidRequestError):
+    """Bytes given as an image that are not a safe, decodable image of an allowed format."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(field, "<image bytes>", reason, message=f"{field}: {reason}")
+
+
+class ArtifactNotFoundError(AbstractVisionError, LookupError):
+    """A well-formed artifact id that the store does not hold."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class GenerationCancelledError(AbstractVisionError):
+    """The caller cancelled the generation; nothing was stored."""
+
+
+class BackendError(AbstractVisionError):
+    """The engine failed while generating; the backend stays usable."""
+
+
+class OutOfMemoryError(BackendError):
+    """The device ran out of memory; cached memory was released before raising."""
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 15]}...<{len(text)} chars>"

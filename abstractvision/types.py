@@ -1,0 +1,473 @@
+"""Request and result types: the one source of truth for task parameters.
+
+Each request field is declared once, with its type, bounds and a one-line description, as an
+``Annotated[..., Field(...)]`` alias below. Validation (at construction), MCP tool schemas,
+tool-calling specs and CLI flags are all derived from these declarations, so a new parameter
+is added here and nowhere else. Numeric limits come from the single ``LIMITS`` table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Annotated, Any, ClassVar, Literal, Optional
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from .errors import InvalidRequestError
+
+__all__ = [
+    "LIMITS",
+    "GeneratedAsset",
+    "ImageEditRequest",
+    "ImageGenerationRequest",
+    "ImageToVideoRequest",
+    "Limits",
+    "MultiAngleRequest",
+    "Task",
+    "VideoGenerationRequest",
+    "VisionBackendCapabilities",
+    "VisionRequest",
+    "request_field_schemas",
+]
+
+
+class Task(str, Enum):
+    """The five generative tasks. The value is the name used everywhere (registry, MCP tools)."""
+
+    TEXT_TO_IMAGE = "text_to_image"
+    IMAGE_TO_IMAGE = "image_to_image"
+    MULTI_VIEW_IMAGE = "multi_view_image"
+    TEXT_TO_VIDEO = "text_to_video"
+    IMAGE_TO_VIDEO = "image_to_video"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Hard limits checked before any backend runs. Backends may only narrow them."""
+
+    min_side: int = 64
+    max_side: int = 4096
+    side_multiple: int = 8
+    max_pixels: int = 4096 * 4096
+    max_steps: int = 200
+    max_guidance_scale: float = 50.0
+    max_seed: int = 2**32 - 1
+    max_frames: int = 1025
+    max_fps: int = 120
+    max_prompt_chars: int = 10_000
+    max_image_bytes: int = 50 * 1024 * 1024
+    max_image_pixels: int = 8192 * 8192
+    max_angles: int = 16
+    max_extra_keys: int = 32
+
+
+LIMITS = Limits()
+
+# --- field declarations (type + bounds + description), shared by all requests -----------------
+
+Prompt = Annotated[
+    str,
+    Field(min_length=1, max_length=LIMITS.max_prompt_chars, description="What to generate."),
+]
+OptionalPrompt = Annotated[
+    Optional[str],
+    Field(max_length=LIMITS.max_prompt_chars, description="Optional text guidance."),
+]
+NegativePrompt = Annotated[
+    Optional[str],
+    Field(max_length=LIMITS.max_prompt_chars, description="What to keep out of the result."),
+]
+Width = Annotated[
+    Optional[int],
+    Field(
+        ge=LIMITS.min_side,
+        le=LIMITS.max_side,
+        multiple_of=LIMITS.side_multiple,
+        description="Output width in pixels; default: the model's native size.",
+    ),
+]
+Height = Annotated[
+    Optional[int],
+    Field(
+        ge=LIMITS.min_side,
+        le=LIMITS.max_side,
+        multiple_of=LIMITS.side_multiple,
+        description="Output height in pixels; default: the model's native size.",
+    ),
+]
+Seed = Annotated[
+    Optional[int],
+    Field(ge=0, le=LIMITS.max_seed, description="Random seed; same seed, same result."),
+]
+Steps = Annotated[
+    Optional[int],
+    Field(ge=1, le=LIMITS.max_steps, description="Denoising steps; default: the model's."),
+]
+GuidanceScale = Annotated[
+    Optional[float],
+    Field(
+        ge=0.0,
+        le=LIMITS.max_guidance_scale,
+        description="How strongly to follow the prompt; default: the model's.",
+    ),
+]
+Strength = Annotated[
+    Optional[float],
+    Field(
+        ge=0.0,
+        le=1.0,
+        description="How much to change the input image (0 keeps it, 1 replaces it).",
+    ),
+]
+ImageBytes = Annotated[
+    bytes,
+    Field(
+        min_length=1,
+        max_length=LIMITS.max_image_bytes,
+        description="Input image (PNG, JPEG or WebP).",
+    ),
+]
+MaskBytes = Annotated[
+    Optional[bytes],
+    Field(
+        min_length=1,
+        max_length=LIMITS.max_image_bytes,
+        description="Mask of the same size as the image: white = change, black = keep.",
+    ),
+]
+ReferenceImage = Annotated[
+    Optional[bytes],
+    Field(
+        min_length=1,
+        max_length=LIMITS.max_image_bytes,
+        description="Reference image of the subject; generated from the prompt when absent.",
+    ),
+]
+Angles = Annotated[
+    tuple[Annotated[str, Field(min_length=1, max_length=64)], ...],
+    Field(
+        min_length=1,
+        max_length=LIMITS.max_angles,
+        description="Views to render, e.g. front, three_quarter, side, back.",
+    ),
+]
+NumFrames = Annotated[
+    Optional[int],
+    Field(ge=1, le=LIMITS.max_frames, description="Frames to generate; default: the model's."),
+]
+Fps = Annotated[
+    Optional[int],
+    Field(ge=1, le=LIMITS.max_fps, description="Frames per second of the encoded video."),
+]
+Model = Annotated[
+    Optional[str],
+    Field(
+        min_length=1,
+        max_length=256,
+        description="Which configured model to use; default: the backend's default.",
+    ),
+]
+ImageFormat = Annotated[
+    Optional[Literal["png", "webp", "jpeg"]],
+    Field(description="Encoding of the result; default png."),
+]
+VideoFormat = Annotated[
+    Optional[Literal["mp4", "webp", "gif"]],
+    Field(description="Encoding of the result; default mp4."),
+]
+Extra = Annotated[
+    dict[str, Any],
+    Field(
+        max_length=LIMITS.max_extra_keys,
+        description="Engine options beyond the common ones; only the keys the backend lists.",
+    ),
+]
+
+
+@functools.cache
+def _field_adapters(cls: type) -> dict[str, TypeAdapter[Any]]:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return {f.name: TypeAdapter(hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def _limit_text(error: Mapping[str, Any]) -> str:
+    """Turn one pydantic error into the limit it broke, in words an agent can act on."""
+    ctx = error.get("ctx") or {}
+    kind = error["type"]
+    words = {
+        "greater_than_equal": "must be >= {ge}",
+        "less_than_equal": "must be <= {le}",
+        "multiple_of": "must be a multiple of {multiple_of}",
+        "string_too_short": "must have at least {min_length} character(s)",
+        "string_too_long": "must have at most {max_length} characters",
+        "bytes_too_short": "must not be empty",
+        "bytes_too_long": "must be at most {max_length} bytes",
+        "too_short": "must have at least {min_length} item(s)",
+        "too_long": "must have at most {max_length} items",
+        "literal_error": "must be one of {expected}",
+    }
+    template = words.get(kind)
+    if template is not None:
+        try:
+            return template.format(**ctx)
+        except KeyError:
+            pass
+    return str(error.get("msg", kind)).replace("Input should", "must")
+
+
+def _allowed_range(adapter: TypeAdapter[Any]) -> str:
+    """'64..4096, multiple of 8' for a numeric field; '' when the field has no numeric bounds."""
+    schema = adapter.json_schema()
+    for option in schema.get("anyOf", [schema]):
+        if "minimum" in option or "maximum" in option:
+            text = f"{option.get('minimum', '')}..{option.get('maximum', '')}"
+            if "multipleOf" in option:
+                text += f", multiple of {option['multipleOf']}"
+            return text
+    return ""
+
+
+class VisionRequest:
+    """Mixin of the request dataclasses: validates every field on construction.
+
+    Validation is strict (no "5" for 5, no True for 1); a list is accepted for a tuple field.
+    A wrong value raises ``InvalidRequestError`` naming the field, the value and the limit.
+    """
+
+    task: ClassVar[Task]
+    image_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        for name, adapter in _field_adapters(type(self)).items():
+            value = getattr(self, name)
+            if isinstance(value, list):
+                value = tuple(value)
+            try:
+                value = adapter.validate_python(value, strict=True)
+            except ValidationError as exc:
+                first = exc.errors(include_url=False)[0]
+                where = ".".join(str(p) for p in (name, *first["loc"]))
+                limit = _limit_text(first)
+                allowed = _allowed_range(adapter)
+                if allowed and not first["loc"]:
+                    limit = f"{limit} (allowed: {allowed})"
+                raise InvalidRequestError(where, first.get("input", value), limit) from None
+            object.__setattr__(self, name, value)
+        width, height = getattr(self, "width", None), getattr(self, "height", None)
+        if width and height and width * height > LIMITS.max_pixels:
+            raise InvalidRequestError(
+                "width*height", width * height, f"must be <= {LIMITS.max_pixels} pixels"
+            )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VisionRequest:
+        """Build from plain arguments; an unknown name is an InvalidRequestError, not a drop."""
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        for key in data:
+            if key not in names:
+                raise InvalidRequestError(
+                    str(key), data[key], f"unknown parameter; known: {', '.join(sorted(names))}"
+                )
+        missing = [
+            f.name
+            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+            and f.name not in data
+        ]
+        if missing:
+            raise InvalidRequestError(missing[0], None, "is required")
+        return cls(**data)
+
+    def to_params(self) -> dict[str, Any]:
+        """The parameters that were set, without image bytes: for result metadata."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.name in type(self).image_fields or value is None or value in ({}, ()):
+                continue
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+@dataclass(frozen=True)
+class ImageGenerationRequest(VisionRequest):
+    """text_to_image."""
+
+    task: ClassVar[Task] = Task.TEXT_TO_IMAGE
+
+    prompt: Prompt
+    negative_prompt: NegativePrompt = None
+    width: Width = None
+    height: Height = None
+    seed: Seed = None
+    steps: Steps = None
+    guidance_scale: GuidanceScale = None
+    model: Model = None
+    output_format: ImageFormat = None
+    extra: Extra = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageEditRequest(VisionRequest):
+    """image_to_image, with an optional mask for inpainting."""
+
+    task: ClassVar[Task] = Task.IMAGE_TO_IMAGE
+    image_fields: ClassVar[tuple[str, ...]] = ("image", "mask")
+
+    prompt: Prompt
+    image: ImageBytes
+    mask: MaskBytes = None
+    negative_prompt: NegativePrompt = None
+    width: Width = None
+    height: Height = None
+    strength: Strength = None
+    seed: Seed = None
+    steps: Steps = None
+    guidance_scale: GuidanceScale = None
+    model: Model = None
+    output_format: ImageFormat = None
+    extra: Extra = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MultiAngleRequest(VisionRequest):
+    """multi_view_image: consistent views of one subject."""
+
+    task: ClassVar[Task] = Task.MULTI_VIEW_IMAGE
+    image_fields: ClassVar[tuple[str, ...]] = ("reference_image",)
+
+    prompt: Prompt
+    reference_image: ReferenceImage = None
+    angles: Angles = ("front", "three_quarter", "side", "back")
+    negative_prompt: NegativePrompt = None
+    width: Width = None
+    height: Height = None
+    strength: Strength = None
+    seed: Seed = None
+    steps: Steps = None
+    guidance_scale: GuidanceScale = None
+    model: Model = None
+    output_format: ImageFormat = None
+    extra: Extra = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VideoGenerationRequest(VisionRequest):
+    """text_to_video."""
+
+    task: ClassVar[Task] = Task.TEXT_TO_VIDEO
+
+    prompt: Prompt
+    negative_prompt: NegativePrompt = None
+    width: Width = None
+    height: Height = None
+    num_frames: NumFrames = None
+    fps: Fps = None
+    seed: Seed = None
+    steps: Steps = None
+    guidance_scale: GuidanceScale = None
+    model: Model = None
+    output_format: VideoFormat = None
+    extra: Extra = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageToVideoRequest(VisionRequest):
+    """image_to_video: animate a still image."""
+
+    task: ClassVar[Task] = Task.IMAGE_TO_VIDEO
+    image_fields: ClassVar[tuple[str, ...]] = ("image",)
+
+    image: ImageBytes
+    prompt: OptionalPrompt = None
+    negative_prompt: NegativePrompt = None
+    width: Width = None
+    height: Height = None
+    num_frames: NumFrames = None
+    fps: Fps = None
+    seed: Seed = None
+    steps: Steps = None
+    guidance_scale: GuidanceScale = None
+    model: Model = None
+    output_format: VideoFormat = None
+    extra: Extra = field(default_factory=dict)
+
+
+REQUEST_TYPES: dict[Task, type[VisionRequest]] = {
+    cls.task: cls
+    for cls in (
+        ImageGenerationRequest,
+        ImageEditRequest,
+        MultiAngleRequest,
+        VideoGenerationRequest,
+        ImageToVideoRequest,
+    )
+}
+
+
+def request_field_schemas(cls: type[VisionRequest]) -> dict[str, dict[str, Any]]:
+    """Flat JSON Schema per field (no $ref, Optional folded away) plus the required names.
+
+    Returns ``{"properties": {...}, "required": [...]}`` in declaration order. Image fields keep
+    their bytes schema here; the MCP layer swaps in its image-input schema.
+    """
+    props: dict[str, Any] = {}
+    required: list[str] = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        schema = dict(_field_adapters(cls)[f.name].json_schema())
+        any_of = schema.pop("anyOf", None)
+        if any_of is not None:
+            non_null = [s for s in any_of if s.get("type") != "null"]
+            if len(non_null) == 1:
+                schema = {**non_null[0], **schema}
+            else:
+                schema["anyOf"] = non_null
+        schema.pop("title", None)
+        if f.default is not dataclasses.MISSING and f.default is not None:
+            schema["default"] = list(f.default) if isinstance(f.default, tuple) else f.default
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            required.append(f.name)
+        props[f.name] = schema
+    return {"properties": props, "required": required}
+
+
+@dataclass(frozen=True)
+class GeneratedAsset:
+    """What a backend returns: encoded bytes plus metadata (model, seed, timings, size)."""
+
+    media_type: Literal["image", "video"]
+    data: bytes
+    mime_type: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VisionBackendCapabilities:
+    """What a configured backend will do now (the registry says what a model could do).
+
+    ``extra_keys`` maps each accepted ``extra`` key to a one-line description; any other key is
+    refused before the backend runs. ``models`` maps a task to the model ids configured for it.
+    """
+
+    supported_tasks: Sequence[str] | None = None
+    supports_mask: bool | None = None
+    supports_control_image: bool | None = None
+    max_width: int | None = None
+    max_height: int | None = None
+    max_fps: int | None = None
+    max_frames: int | None = None
+    extra_keys: Mapping[str, str] = field(default_factory=dict)
+    models: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    loaded_models: Sequence[str] = ()
+
+    def supports(self, task: str | Task) -> bool:
+        return self.supported_tasks is None or str(task) in {str(t) for t in self.supported_tasks}

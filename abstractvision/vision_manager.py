@@ -1,0 +1,262 @@
+"""VisionManager: the thin orchestrator between a caller and a backend.
+
+For every call: build and validate the request, gate it on the registry (when a model id is
+set) and on what the backend says it can do, check image inputs, run the backend with the
+caller's ``GenerationControl``, then store the result (or hand back the ``GeneratedAsset``).
+Nothing is stored unless the whole call succeeded and was not cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import media
+from .artifacts import MediaStore
+from .backends.base_backend import VisionBackend
+from .control import GenerationControl, ProgressEvent
+from .errors import (
+    BackendNotConfiguredError,
+    CapabilityNotSupportedError,
+    InvalidRequestError,
+    UnknownModelError,
+)
+from .model_capabilities import VisionModelCapabilitiesRegistry
+from .types import (
+    REQUEST_TYPES,
+    GeneratedAsset,
+    ImageEditRequest,
+    ImageGenerationRequest,
+    ImageToVideoRequest,
+    MultiAngleRequest,
+    Task,
+    VideoGenerationRequest,
+    VisionBackendCapabilities,
+    VisionRequest,
+)
+
+__all__ = ["VisionManager"]
+
+Result = GeneratedAsset | dict[str, Any]
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+class VisionManager:
+    """One method per task. Returns a ``GeneratedAsset``, or an artifact ref when a store is set."""
+
+    def __init__(
+        self,
+        backend: VisionBackend | None = None,
+        store: MediaStore | None = None,
+        model_id: str | None = None,
+        registry: VisionModelCapabilitiesRegistry | None = None,
+    ) -> None:
+        self.backend = backend
+        self.store = store
+        self.model_id = model_id
+        self.registry = registry if registry is not None or not model_id else None
+        if model_id and self.registry is None:
+            self.registry = VisionModelCapabilitiesRegistry()
+
+    # --- public task methods -------------------------------------------------------------
+
+    def generate_image(
+        self,
+        prompt: str | ImageGenerationRequest,
+        *,
+        control: GenerationControl | None = None,
+        on_progress: ProgressCallback | None = None,
+        **params: Any,
+    ) -> Result:
+        request = self._request(ImageGenerationRequest, prompt, "prompt", params)
+        return self._run_single(request, control, on_progress)
+
+    def edit_image(
+        self,
+        prompt: str | ImageEditRequest,
+        image: bytes | None = None,
+        *,
+        control: GenerationControl | None = None,
+        on_progress: ProgressCallback | None = None,
+        **params: Any,
+    ) -> Result:
+        if image is not None:
+            params["image"] = image
+        request = self._request(ImageEditRequest, prompt, "prompt", params)
+        return self._run_single(request, control, on_progress)
+
+    def generate_video(
+        self,
+        prompt: str | VideoGenerationRequest,
+        *,
+        control: GenerationControl | None = None,
+        on_progress: ProgressCallback | None = None,
+        **params: Any,
+    ) -> Result:
+        request = self._request(VideoGenerationRequest, prompt, "prompt", params)
+        return self._run_single(request, control, on_progress)
+
+    def image_to_video(
+        self,
+        image: bytes | ImageToVideoRequest,
+        *,
+        control: GenerationControl | None = None,
+        on_progress: ProgressCallback | None = None,
+        **params: Any,
+    ) -> Result:
+        request = self._request(ImageToVideoRequest, image, "image", params)
+        return self._run_single(request, control, on_progress)
+
+    def generate_angles(
+        self,
+        prompt: str | MultiAngleRequest,
+        *,
+        control: GenerationControl | None = None,
+        on_progress: ProgressCallback | None = None,
+        **params: Any,
+    ) -> list[Result]:
+        request = self._request(MultiAngleRequest, prompt, "prompt", params)
+        backend, control = self._prepare(request, control, on_progress)
+        assets = backend.generate_angles(request, control=control)
+        control.check()
+        return [self._store(asset, request) for asset in assets]
+
+    def run(
+        self,
+        task: str | Task,
+        params: Mapping[str, Any],
+        *,
+        control: GenerationControl | None = None,
+    ) -> Result | list[Result]:
+        """Run a task by name with plain arguments (what the MCP and tool-calling layers use)."""
+        try:
+            request_type = REQUEST_TYPES[Task(str(task))]
+        except ValueError:
+            known = ", ".join(t.value for t in Task)
+            raise InvalidRequestError("task", task, f"unknown task; known: {known}") from None
+        request = request_type.from_dict(params)
+        if isinstance(request, MultiAngleRequest):
+            return self.generate_angles(request, control=control)
+        return self._run_single(request, control, None)
+
+    def capabilities(self) -> VisionBackendCapabilities:
+        return self._backend().get_capabilities()
+
+    # --- the pipeline ----------------------------------------------------------------------
+
+    def _request(
+        self, cls: type[VisionRequest], first: Any, first_name: str, params: dict[str, Any]
+    ) -> Any:
+        if isinstance(first, cls):
+            if params:
+                raise InvalidRequestError(
+                    next(iter(params)), "...", "pass parameters in the request object, not both"
+                )
+            return first
+        return cls.from_dict({first_name: first, **params})
+
+    def _backend(self) -> VisionBackend:
+        if self.backend is None:
+            raise BackendNotConfiguredError(
+                "VisionManager has no backend: pass backend=... (e.g. HuggingFaceDiffusersVisionBackend)"
+            )
+        return self.backend
+
+    def _prepare(
+        self,
+        request: VisionRequest,
+        control: GenerationControl | None,
+        on_progress: ProgressCallback | None,
+    ) -> tuple[VisionBackend, GenerationControl]:
+        backend = self._backend()
+        task = request.task.value
+        model = getattr(request, "model", None) or self.model_id
+        if self.registry is not None and model and self.model_id:
+            self.registry.require_support(model, task)
+        self._gate_on_backend(backend.get_capabilities(), request)
+        _check_images(request)
+        if control is None:
+            control = GenerationControl(on_progress)
+        elif on_progress is not None:
+            raise InvalidRequestError("on_progress", on_progress, "give it to the control instead")
+        control.check()
+        return backend, control
+
+    def _run_single(
+        self,
+        request: VisionRequest,
+        control: GenerationControl | None,
+        on_progress: ProgressCallback | None,
+    ) -> Result:
+        backend, control = self._prepare(request, control, on_progress)
+        method = _TASK_METHODS[request.task]
+        asset: GeneratedAsset = getattr(backend, method)(request, control=control)
+        control.check()  # cancelled while the engine finished: store nothing
+        return self._store(asset, request)
+
+    def _store(self, asset: GeneratedAsset, request: VisionRequest) -> Result:
+        if self.store is None:
+            return asset
+        metadata = {**asset.metadata, "task": request.task.value, "params": request.to_params()}
+        return self.store.store_bytes(
+            asset.data,
+            content_type=asset.mime_type,
+            metadata=metadata,
+            tags={"task": request.task.value, "media_type": asset.media_type},
+        )
+
+    @staticmethod
+    def _gate_on_backend(caps: VisionBackendCapabilities, request: VisionRequest) -> None:
+        task = request.task.value
+        if not caps.supports(task):
+            can = ", ".join(str(t) for t in caps.supported_tasks or ())
+            raise CapabilityNotSupportedError(f"the backend cannot run {task}; it can run: {can}")
+        if getattr(request, "mask", None) is not None and caps.supports_mask is False:
+            raise CapabilityNotSupportedError("the backend cannot use a mask (inpainting)")
+        for name, limit in (
+            ("width", caps.max_width),
+            ("height", caps.max_height),
+            ("num_frames", caps.max_frames),
+            ("fps", caps.max_fps),
+        ):
+            value = getattr(request, name, None)
+            if value is not None and limit is not None and value > limit:
+                raise InvalidRequestError(name, value, f"must be <= {limit} on this backend")
+        extra = getattr(request, "extra", None) or {}
+        for key in extra:
+            if key not in caps.extra_keys:
+                accepted = ", ".join(sorted(caps.extra_keys)) or "none"
+                raise InvalidRequestError(
+                    f"extra.{key}", extra[key], f"not accepted by this backend; accepted: {accepted}"
+                )
+        model = getattr(request, "model", None)
+        configured = caps.models.get(task)
+        if model is not None and configured is not None and model not in configured:
+            raise UnknownModelError(
+                f"model {model!r} is not configured for {task}; configured: {', '.join(configured)}"
+            )
+
+
+_TASK_METHODS = {
+    Task.TEXT_TO_IMAGE: "generate_image",
+    Task.IMAGE_TO_IMAGE: "edit_image",
+    Task.TEXT_TO_VIDEO: "generate_video",
+    Task.IMAGE_TO_VIDEO: "image_to_video",
+}
+
+
+def _check_images(request: VisionRequest) -> None:
+    """Every image input must be a safe, decodable image; a mask must match its image's size."""
+    infos = {}
+    for name in type(request).image_fields:
+        data = getattr(request, name)
+        if data is not None:
+            infos[name] = media.inspect_image(data, field=name)
+    if "mask" in infos and "image" in infos:
+        mask, image = infos["mask"], infos["image"]
+        if (mask.width, mask.height) != (image.width, image.height):
+            raise InvalidRequestError(
+                "mask",
+                f"{mask.width}x{mask.height}",
+                f"must be the same size as image ({image.width}x{image.height})",
+            )

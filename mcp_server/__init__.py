@@ -1,0 +1,1 @@
+"""The abstractvision MCP server (tools, resources, artifacts; stdio, SSE, streamable HTTP)."""

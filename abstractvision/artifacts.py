@@ -61,8 +61,10 @@ def compute_artifact_id(content: bytes) -> str:
 
 def is_artifact_ref(value: Any) -> bool:
     """True for a dict shaped like a ref: a non-empty string under ``$artifact``."""
-    return isinstance(value, Mapping) and isinstance(value.get("$artifact"), str) and bool(
-        value["$artifact"]
+    return (
+        isinstance(value, Mapping)
+        and isinstance(value.get("$artifact"), str)
+        and bool(value["$artifact"])
     )
 
 

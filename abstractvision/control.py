@@ -82,7 +82,9 @@ class GenerationControl:
 
     def report(self, step: int, total: int | None, message: str = "") -> None:
         """Report progress; a failing progress callback is logged, never raised into the engine."""
-        event = ProgressEvent(step=step, total=total, message=message or _default_message(step, total))
+        event = ProgressEvent(
+            step=step, total=total, message=message or _default_message(step, total)
+        )
         self.last_event = event
         if self._on_progress is not None:
             try:

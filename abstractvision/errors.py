@@ -49,7 +49,7 @@ class OptionalDependencyMissingError(AbstractVisionError, ImportError):
     def __init__(self, package: str, extra: str, *, feature: str | None = None) -> None:
         self.package = package
         self.extra = extra
-        what = feature or f"this feature"
+        what = feature or "this feature"
         super().__init__(
             f"{what} needs the '{package}' package: pip install 'abstractvision[{extra}]'"
         )

@@ -14,7 +14,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Annotated, Any, ClassVar, Literal, Optional
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
 
@@ -78,15 +78,15 @@ Prompt = Annotated[
     Field(min_length=1, max_length=LIMITS.max_prompt_chars, description="What to generate."),
 ]
 OptionalPrompt = Annotated[
-    Optional[str],
+    str | None,
     Field(max_length=LIMITS.max_prompt_chars, description="Optional text guidance."),
 ]
 NegativePrompt = Annotated[
-    Optional[str],
+    str | None,
     Field(max_length=LIMITS.max_prompt_chars, description="What to keep out of the result."),
 ]
 Width = Annotated[
-    Optional[int],
+    int | None,
     Field(
         ge=LIMITS.min_side,
         le=LIMITS.max_side,
@@ -95,7 +95,7 @@ Width = Annotated[
     ),
 ]
 Height = Annotated[
-    Optional[int],
+    int | None,
     Field(
         ge=LIMITS.min_side,
         le=LIMITS.max_side,
@@ -104,15 +104,15 @@ Height = Annotated[
     ),
 ]
 Seed = Annotated[
-    Optional[int],
+    int | None,
     Field(ge=0, le=LIMITS.max_seed, description="Random seed; same seed, same result."),
 ]
 Steps = Annotated[
-    Optional[int],
+    int | None,
     Field(ge=1, le=LIMITS.max_steps, description="Denoising steps; default: the model's."),
 ]
 GuidanceScale = Annotated[
-    Optional[float],
+    float | None,
     Field(
         ge=0.0,
         le=LIMITS.max_guidance_scale,
@@ -120,7 +120,7 @@ GuidanceScale = Annotated[
     ),
 ]
 Strength = Annotated[
-    Optional[float],
+    float | None,
     Field(
         ge=0.0,
         le=1.0,
@@ -136,7 +136,7 @@ ImageBytes = Annotated[
     ),
 ]
 MaskBytes = Annotated[
-    Optional[bytes],
+    bytes | None,
     Field(
         min_length=1,
         max_length=LIMITS.max_image_bytes,
@@ -144,7 +144,7 @@ MaskBytes = Annotated[
     ),
 ]
 ReferenceImage = Annotated[
-    Optional[bytes],
+    bytes | None,
     Field(
         min_length=1,
         max_length=LIMITS.max_image_bytes,
@@ -160,15 +160,15 @@ Angles = Annotated[
     ),
 ]
 NumFrames = Annotated[
-    Optional[int],
+    int | None,
     Field(ge=1, le=LIMITS.max_frames, description="Frames to generate; default: the model's."),
 ]
 Fps = Annotated[
-    Optional[int],
+    int | None,
     Field(ge=1, le=LIMITS.max_fps, description="Frames per second of the encoded video."),
 ]
 Model = Annotated[
-    Optional[str],
+    str | None,
     Field(
         min_length=1,
         max_length=256,
@@ -176,11 +176,11 @@ Model = Annotated[
     ),
 ]
 ImageFormat = Annotated[
-    Optional[Literal["png", "webp", "jpeg"]],
+    Literal["png", "webp", "jpeg"] | None,
     Field(description="Encoding of the result; default png."),
 ]
 VideoFormat = Annotated[
-    Optional[Literal["mp4", "webp", "gif"]],
+    Literal["mp4", "webp", "gif"] | None,
     Field(description="Encoding of the result; default mp4."),
 ]
 Extra = Annotated[

@@ -227,7 +227,9 @@ class VisionManager:
             if key not in caps.extra_keys:
                 accepted = ", ".join(sorted(caps.extra_keys)) or "none"
                 raise InvalidRequestError(
-                    f"extra.{key}", extra[key], f"not accepted by this backend; accepted: {accepted}"
+                    f"extra.{key}",
+                    extra[key],
+                    f"not accepted by this backend; accepted: {accepted}",
                 )
         model = getattr(request, "model", None)
         configured = caps.models.get(task)

@@ -30,8 +30,16 @@ BACKENDS: dict[str, tuple[str, str, str]] = {
         "HuggingFaceDiffusersVisionBackend",
         "HuggingFaceDiffusersBackendConfig",
     ),
-    "sdcpp": ("stable_diffusion_cpp", "StableDiffusionCppVisionBackend", "StableDiffusionCppBackendConfig"),
-    "openai": ("openai_compatible", "OpenAICompatibleVisionBackend", "OpenAICompatibleBackendConfig"),
+    "sdcpp": (
+        "stable_diffusion_cpp",
+        "StableDiffusionCppVisionBackend",
+        "StableDiffusionCppBackendConfig",
+    ),
+    "openai": (
+        "openai_compatible",
+        "OpenAICompatibleVisionBackend",
+        "OpenAICompatibleBackendConfig",
+    ),
 }
 
 _LAZY = {cls: module for module, *classes in BACKENDS.values() for cls in classes}

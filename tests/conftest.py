@@ -1,0 +1,90 @@
+"""Shared fixtures: tiny random-weight Diffusers models, built once per test session.
+
+Each ``tiny_*_dir`` fixture is a real model folder (``save_pretrained`` output) under one
+session temp dir; load it exactly like a downloaded model. Tests that use them are skipped when
+the ``diffusers`` extra (torch, diffusers, transformers, peft) is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+# Without this a mistyped hub id stalls for minutes on retries; no test may reach the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _require_diffusers() -> None:
+    for name in ("torch", "diffusers", "transformers", "peft"):
+        pytest.importorskip(name, reason="needs the 'diffusers' extra")
+
+
+@pytest.fixture(scope="session")
+def tiny_models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session folder holding every tiny model."""
+    return tmp_path_factory.mktemp("tiny_models")
+
+
+def _build_once(root: Path, name: str, builder: Callable[[Path], Path]) -> Path:
+    _require_diffusers()
+    path = root / name
+    if not (path / "model_index.json").exists() and not any(path.glob("*.safetensors")):
+        builder(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tiny_models_root: Path) -> Path:
+    """Stable Diffusion (64x64 native, 4-channel UNet): text->image, image->image, inpaint."""
+    from tiny_models import build_tiny_sd
+
+    return _build_once(tiny_models_root, "tiny-sd", build_tiny_sd)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_inpaint_dir(tiny_models_root: Path) -> Path:
+    """A dedicated inpainting model (9-channel UNet)."""
+    from tiny_models import build_tiny_sd_inpaint
+
+    return _build_once(tiny_models_root, "tiny-sd-inpaint", build_tiny_sd_inpaint)
+
+
+@pytest.fixture(scope="session")
+def tiny_animatediff_dir(tiny_models_root: Path) -> Path:
+    """AnimateDiff (text->video) on the tiny SD parts plus a MotionAdapter."""
+    from tiny_models import build_tiny_animatediff
+
+    return _build_once(tiny_models_root, "tiny-animatediff", build_tiny_animatediff)
+
+
+@pytest.fixture(scope="session")
+def tiny_svd_dir(tiny_models_root: Path) -> Path:
+    """Stable Video Diffusion (image->video)."""
+    from tiny_models import build_tiny_svd
+
+    return _build_once(tiny_models_root, "tiny-svd", build_tiny_svd)
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_dir(tiny_models_root: Path, tiny_sd_dir: Path) -> Path:
+    """A rank-4 UNet LoRA for ``tiny_sd_dir`` (folder holding pytorch_lora_weights.safetensors)."""
+    from tiny_models import build_tiny_lora
+
+    return _build_once(
+        tiny_models_root, "tiny-lora", lambda path: build_tiny_lora(path, tiny_sd_dir, seed=7)
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_b_dir(tiny_models_root: Path, tiny_sd_dir: Path) -> Path:
+    """A second, different LoRA for the same model (to test changing the adapter set)."""
+    from tiny_models import build_tiny_lora
+
+    return _build_once(
+        tiny_models_root, "tiny-lora-b", lambda path: build_tiny_lora(path, tiny_sd_dir, seed=8)
+    )

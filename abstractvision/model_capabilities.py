@@ -1,0 +1,317 @@
+"""The model capability registry: which tasks each known model can run, and with what defaults.
+
+The data lives in ``assets/vision_model_capabilities.json`` (hand-maintained; its JSON Schema is
+the sibling ``.schema.json``). It is validated on load by the pydantic models below, which mirror
+that schema, so the runtime needs no ``jsonschema``; a test keeps the two in agreement. Loading
+imports no engine and the packaged file is read once per process.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import (
+    AbstractVisionError,
+    CapabilityNotSupportedError,
+    InvalidRequestError,
+    UnknownModelError,
+)
+from .types import Task
+
+__all__ = [
+    "ModelCapabilities",
+    "ParamSpec",
+    "RegistryError",
+    "TaskCapabilities",
+    "VisionModelCapabilitiesRegistry",
+]
+
+HubId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")]
+ClassName = Annotated[str, Field(pattern=r"^[A-Z][A-Za-z0-9]*$")]
+Text = Annotated[str, Field(min_length=1)]
+Number = int | float
+ParamName = Literal[
+    "width", "height", "steps", "guidance_scale", "true_cfg_scale", "strength", "num_frames", "fps"
+]
+SdcppFile = Literal[
+    "model",
+    "diffusion_model",
+    "high_noise_diffusion_model",
+    "vae",
+    "clip_l",
+    "clip_g",
+    "t5xxl",
+    "llm",
+    "clip_vision",
+]
+PACKAGED_PATH = Path(__file__).parent / "assets" / "vision_model_capabilities.json"
+SCHEMA_PATH = PACKAGED_PATH.with_name("vision_model_capabilities.schema.json")
+_FRAME_RULE = re.compile(r"^([1-9][0-9]*)k\+([0-9]+)$")
+
+
+class RegistryError(AbstractVisionError, ValueError):
+    """The registry file is malformed; the message names the file and the bad field."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ParamSpec(_Frozen):
+    """Type, range and default of one generation parameter for one model and task."""
+
+    type: Literal["integer", "number"]
+    min: Number | None = None
+    max: Number | None = None
+    default: Number | None = None
+    multiple_of: Annotated[int, Field(ge=1)] | None = None
+    frame_rule: Annotated[str, Field(pattern=_FRAME_RULE.pattern)] | None = None
+    description: Text | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParamSpec:
+        values = {"min": self.min, "max": self.max, "default": self.default}
+        if self.type == "integer":
+            for name, value in values.items():
+                if value is not None and not isinstance(value, int):
+                    raise ValueError(f"{name} must be an integer for an integer parameter")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if self.default is not None and not self.allows(self.default):
+            raise ValueError(f"default {self.default} is outside this parameter's own rules")
+        return self
+
+    def allows(self, value: Number) -> bool:
+        """Whether ``value`` is within range and obeys the multiple / frame rule."""
+        if (self.min is not None and value < self.min) or (
+            self.max is not None and value > self.max
+        ):
+            return False
+        if self.multiple_of is not None and value % self.multiple_of:
+            return False
+        if self.frame_rule is not None:
+            step, offset = self.frame_step()
+            return isinstance(value, int) and value >= offset and (value - offset) % step == 0
+        return True
+
+    def frame_step(self) -> tuple[int, int]:
+        """``(4, 1)`` for the rule ``4k+1``; ``(1, 0)`` when there is no rule."""
+        match = _FRAME_RULE.match(self.frame_rule or "1k+0")
+        assert match is not None  # the field pattern guarantees it
+        return int(match.group(1)), int(match.group(2))
+
+
+class TaskSpec(_Frozen):
+    params: dict[ParamName, ParamSpec] = Field(default_factory=dict)
+    notes: Text | None = None
+
+
+class License(_Frozen):
+    """An SPDX-like id, or ``other`` with the licence's name."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.+-]*$")]
+    name: Text | None = None
+    url: Annotated[str, Field(pattern=r"^https://")] | None = None
+
+    @model_validator(mode="after")
+    def _other_needs_name(self) -> License:
+        if self.id == "other" and not self.name:
+            raise ValueError("a licence with id 'other' needs a name")
+        return self
+
+
+class DiffusersEngine(_Frozen):
+    """Diffusers pipeline classes per task; ``base_model`` when this id is an adapter."""
+
+    pipelines: Annotated[dict[Task, ClassName], Field(min_length=1)]
+    inpaint_pipeline: ClassName | None = None
+    base_model: HubId | None = None
+    adapter_class: ClassName | None = None
+    torch_dtype: Literal["float16", "bfloat16", "float32"] | None = None
+
+
+class SdcppEngine(_Frozen):
+    """Which files stable-diffusion.cpp needs: one ``model`` file, or separate components."""
+
+    files: Annotated[list[SdcppFile], Field(min_length=1)]
+
+
+class Engines(_Frozen):
+    diffusers: DiffusersEngine | None = None
+    sdcpp: SdcppEngine | None = None
+    remote: bool = False
+
+
+class MultiViewSpec(_Frozen):
+    """How to render views: a camera LoRA and a prompt template (read by the backend)."""
+
+    lora: HubId
+    lora_weight_name: Text | None = None
+    lora_scale: Annotated[float, Field(gt=0, le=2)] = 1.0
+    prompt_template: Annotated[str, Field(pattern=r"\{(azimuth|elevation|angle)\}")]
+    angles: Annotated[dict[str, dict[str, str]], Field(min_length=1)]
+
+
+class ModelCapabilities(_Frozen):
+    """Everything the registry knows about one model."""
+
+    id: HubId
+    display_name: Text
+    family: Text
+    license: License
+    engines: Engines
+    tasks: Annotated[dict[Task, TaskSpec], Field(min_length=1)]
+    notes: Text | None = None
+    multi_view: MultiViewSpec | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ModelCapabilities:
+        if (self.multi_view is None) == (Task.MULTI_VIEW_IMAGE in self.tasks):
+            raise ValueError("multi_view is required exactly when multi_view_image is a task")
+        diffusers = self.engines.diffusers
+        stray = set(diffusers.pipelines) - set(self.tasks) if diffusers else set()
+        if stray:
+            raise ValueError(f"diffusers pipelines for tasks not listed: {sorted(map(str, stray))}")
+        return self
+
+
+class _TaskInfo(_Frozen):
+    description: Text
+
+
+class _Document(_Frozen):
+    schema_ref: str | None = Field(default=None, alias="$schema")
+    schema_version: Literal[1]
+    tasks: dict[Task, _TaskInfo]
+    models: Annotated[list[ModelCapabilities], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _complete(self) -> _Document:
+        missing = [t.value for t in Task if t not in self.tasks]
+        if missing:
+            raise ValueError(f"tasks lacks {missing}")
+        ids = [m.id for m in self.models]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate model ids: {dupes}")
+        return self
+
+
+@dataclass(frozen=True)
+class TaskCapabilities:
+    """One task: its description and the models that can run it."""
+
+    name: str
+    description: str
+    models: tuple[str, ...]
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise RegistryError(f"duplicate key {key!r} in a JSON object")
+    return dict(pairs)
+
+
+def _parse(text: str, source: str) -> _Document:
+    try:
+        json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
+        return _Document.model_validate_json(text, strict=True)
+    except json.JSONDecodeError as exc:
+        raise RegistryError(f"{source}: not valid JSON: {exc}") from None
+    except RegistryError as exc:
+        raise RegistryError(f"{source}: {exc}") from None
+    except ValidationError as exc:
+        lines = [
+            f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}"
+            for e in exc.errors(include_url=False)[:5]
+        ]
+        raise RegistryError(f"{source} is not a valid registry: " + "; ".join(lines)) from None
+
+
+@functools.cache
+def _packaged() -> _Document:
+    return _parse(PACKAGED_PATH.read_text(encoding="utf-8"), PACKAGED_PATH.name)
+
+
+def _task(task: str | Task) -> Task:
+    try:
+        return Task(str(task))
+    except ValueError:
+        known = ", ".join(t.value for t in Task)
+        raise InvalidRequestError("task", task, f"unknown task; known: {known}") from None
+
+
+class VisionModelCapabilitiesRegistry:
+    """Read-only view of the registry. ``path=None`` uses the packaged file (cached)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        if path is None:
+            self._doc = _packaged()
+        else:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise RegistryError(f"cannot read registry {path}: {exc}") from None
+            self._doc = _parse(text, str(path))
+        self._models = {m.id: m for m in self._doc.models}
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._models
+
+    def list_tasks(self) -> list[str]:
+        return [t.value for t in Task]
+
+    def get_task(self, task: str | Task) -> TaskCapabilities:
+        name = _task(task)
+        info = self._doc.tasks[name]
+        return TaskCapabilities(name.value, info.description, tuple(self.models_for_task(name)))
+
+    def list_models(self, task: str | Task | None = None) -> list[str]:
+        """Model ids in file order, optionally only those that can run ``task``."""
+        if task is None:
+            return list(self._models)
+        wanted = _task(task)
+        return [m.id for m in self._models.values() if wanted in m.tasks]
+
+    def models_for_task(self, task: str | Task) -> list[str]:
+        return self.list_models(task)
+
+    def get(self, model_id: str) -> ModelCapabilities:
+        model = self._models.get(model_id)
+        if model is None:
+            close = difflib.get_close_matches(str(model_id), list(self._models), n=3, cutoff=0.5)
+            hint = f"; did you mean: {', '.join(close)}?" if close else ""
+            raise UnknownModelError(
+                f"unknown model {model_id!r}{hint} ('abstractvision models' lists them all)"
+            )
+        return model
+
+    def supports(self, model_id: str, task: str | Task) -> bool:
+        wanted = _task(task)
+        model = self._models.get(model_id)
+        return model is not None and wanted in model.tasks
+
+    def require_support(self, model_id: str, task: str | Task) -> ModelCapabilities:
+        wanted = _task(task)
+        model = self.get(model_id)
+        if wanted not in model.tasks:
+            can = ", ".join(t.value for t in model.tasks)
+            raise CapabilityNotSupportedError(
+                f"model {model_id!r} cannot run {wanted.value}; it can run: {can}"
+            )
+        return model
+
+    def param_spec(self, model_id: str, task: str | Task) -> dict[str, ParamSpec]:
+        """Parameters (name -> spec) the model documents for the task."""
+        return dict(self.require_support(model_id, task).tasks[_task(task)].params)

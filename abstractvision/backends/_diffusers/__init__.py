@@ -1,0 +1,1 @@
+"""Internals of the Hugging Face Diffusers backend (imported only by huggingface_diffusers)."""

@@ -1,0 +1,187 @@
+"""Which tasks a model folder can run, read from its ``model_index.json`` and the pipeline classes.
+
+``VIDEO_PIPELINES`` is the one table of video pipeline classes (task, frame rule, default fps);
+image tasks are derived from Diffusers' own AutoPipeline mappings, so a new image family works
+without an entry here. For a model in the capability registry, the registry's class per task
+and its frame rule win over what is read from the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...errors import BackendError, InvalidRequestError, UnknownModelError
+
+log = logging.getLogger(__name__)
+
+T2I, I2I, T2V, I2V = "text_to_image", "image_to_image", "text_to_video", "image_to_video"
+IMAGE_TASKS = (T2I, I2I)
+VIDEO_TASKS = (T2V, I2V)
+
+
+@dataclass(frozen=True)
+class VideoFamily:
+    """How one video pipeline class counts frames and what it defaults to."""
+
+    task: str
+    frame_step: int = 1  # num_frames must be frame_step*k + frame_offset
+    frame_offset: int = 0
+    default_fps: int = 8
+    image_arg: str | None = None  # name of the conditioning image argument (image->video)
+
+    @property
+    def rule(self) -> str:
+        return f"{self.frame_step}k+{self.frame_offset}"
+
+    def check_frames(self, num_frames: int, class_name: str) -> None:
+        """Refuse a frame count the pipeline would silently round (the agent asked for it)."""
+        if num_frames < self.frame_offset or (num_frames - self.frame_offset) % self.frame_step:
+            below = max(
+                self.frame_offset, num_frames - (num_frames - self.frame_offset) % self.frame_step
+            )
+            raise InvalidRequestError(
+                "num_frames",
+                num_frames,
+                f"{class_name} needs num_frames = {self.rule} (e.g. {below} or {below + self.frame_step})",
+            )
+
+
+# class name (model_index.json "_class_name") -> video family
+VIDEO_PIPELINES: dict[str, VideoFamily] = {
+    "WanPipeline": VideoFamily(T2V, 4, 1, 16),
+    "WanImageToVideoPipeline": VideoFamily(I2V, 4, 1, 16, "image"),
+    "LTXPipeline": VideoFamily(T2V, 8, 1, 24),
+    "LTXImageToVideoPipeline": VideoFamily(I2V, 8, 1, 24, "image"),
+    "CogVideoXPipeline": VideoFamily(T2V, 4, 1, 8),
+    "CogVideoXImageToVideoPipeline": VideoFamily(I2V, 4, 1, 8, "image"),
+    "HunyuanVideoPipeline": VideoFamily(T2V, 4, 1, 15),
+    "HunyuanVideoImageToVideoPipeline": VideoFamily(I2V, 4, 1, 15, "image"),
+    "AnimateDiffPipeline": VideoFamily(T2V, 1, 1, 8),
+    "AnimateDiffSDXLPipeline": VideoFamily(T2V, 1, 1, 8),
+    "StableVideoDiffusionPipeline": VideoFamily(I2V, 1, 1, 7, "image"),
+}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model folder declares: its pipeline class and the tasks that class can run."""
+
+    source: str
+    class_name: str
+    tasks: tuple[str, ...]
+    supports_mask: bool
+    registry_classes: Mapping[str, str]
+
+    def video_family(self, task: str) -> tuple[str, VideoFamily]:
+        name = self.registry_classes.get(task, self.class_name)
+        family = VIDEO_PIPELINES.get(name)
+        if family is None or family.task != task:
+            raise BackendError(f"{self.source} ({name}) is not a {task} pipeline")
+        return name, family
+
+
+def is_local_path(source: str) -> bool:
+    return source.startswith(("/", "./", "../", "~")) or Path(source).expanduser().exists()
+
+
+def find_model_index(
+    source: str, *, allow_download: bool, cache_dir: str | None, revision: str | None
+) -> Path:
+    """The model_index.json of a local folder or a hub id (from the cache unless downloads allowed)."""
+    if is_local_path(source):
+        index = Path(source).expanduser() / "model_index.json"
+        if not index.is_file():
+            raise UnknownModelError(
+                f"model folder {source!r} has no model_index.json: give the folder of a "
+                "Diffusers model (the one that holds model_index.json)"
+            )
+        return index
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        return Path(
+            hf_hub_download(
+                source,
+                "model_index.json",
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=not allow_download,
+            )
+        )
+    except LocalEntryNotFoundError:
+        hint = (
+            "downloads are off (allow_download=False): fetch it first with "
+            f"`hf download {source}`, point cache_dir at the cache holding it, or allow downloads"
+            if not allow_download
+            else "it could not be downloaded; check the id, the network and HF_TOKEN"
+        )
+        raise UnknownModelError(f"model {source!r} is not in the local cache; {hint}") from None
+    except EntryNotFoundError:
+        raise UnknownModelError(
+            f"{source!r} is not a Diffusers model (no model_index.json)"
+        ) from None
+    except Exception as exc:  # RepositoryNotFoundError, HTTP errors, bad ids
+        raise UnknownModelError(f"cannot find model {source!r}: {exc}") from None
+
+
+def tasks_of_class(class_name: str) -> tuple[tuple[str, ...], bool]:
+    """(tasks, supports_mask) of a pipeline class, from Diffusers' AutoPipeline mappings."""
+    video = VIDEO_PIPELINES.get(class_name)
+    if video is not None:
+        return (video.task,), False
+    from diffusers.pipelines import auto_pipeline as auto
+
+    tasks: list[str] = []
+    if auto._get_task_class(auto.AUTO_TEXT2IMAGE_PIPELINES_MAPPING, class_name, False):
+        tasks.append(T2I)
+    if auto._get_task_class(auto.AUTO_IMAGE2IMAGE_PIPELINES_MAPPING, class_name, False):
+        tasks.append(I2I)
+    inpaint = auto._get_task_class(auto.AUTO_INPAINT_PIPELINES_MAPPING, class_name, False)
+    if inpaint is not None and I2I not in tasks:
+        tasks.append(I2I)
+    if "Inpaint" in class_name and T2I in tasks:
+        tasks.remove(T2I)  # a dedicated inpainting UNet cannot generate from noise alone
+    return tuple(tasks), inpaint is not None
+
+
+def registry_classes(source: str) -> dict[str, str]:
+    """Pipeline class per task for a model the capability registry knows; {} otherwise."""
+    try:
+        from ...model_capabilities import VisionModelCapabilitiesRegistry
+
+        registry = VisionModelCapabilitiesRegistry()
+        if source not in registry:
+            return {}
+        engine = registry.get(source).engines.diffusers
+        return {str(task): name for task, name in (engine.pipelines if engine else {}).items()}
+    except Exception:  # the registry is advice here; the model folder is the truth
+        log.debug("registry lookup failed for %s", source, exc_info=True)
+        return {}
+
+
+def registry_frame_rule(source: str, task: str) -> tuple[int, int] | None:
+    try:
+        from ...model_capabilities import VisionModelCapabilitiesRegistry
+
+        spec = VisionModelCapabilitiesRegistry().param_spec(source, task).get("num_frames")
+        return spec.frame_step() if spec is not None and spec.frame_rule else None
+    except Exception:
+        return None
+
+
+def read_model_info(index: Path, source: str) -> ModelInfo:
+    try:
+        data: dict[str, Any] = json.loads(index.read_text(encoding="utf-8"))
+        class_name = str(data["_class_name"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise BackendError(f"unreadable model_index.json for {source!r}: {exc}") from None
+    tasks, mask = tasks_of_class(class_name)
+    classes = registry_classes(source)
+    extra = tuple(t for t in classes if t in (*IMAGE_TASKS, *VIDEO_TASKS) and t not in tasks)
+    return ModelInfo(source, class_name, tasks + extra, mask, classes)

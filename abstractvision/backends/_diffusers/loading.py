@@ -1,0 +1,176 @@
+"""Loading a model folder into a placed pipeline, and deriving task pipelines from it.
+
+``from_pretrained`` runs with ``local_files_only=True`` unless downloads are allowed, so a model
+missing from the cache fails at once instead of reaching for the network.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from ...errors import (
+    BackendError,
+    OptionalDependencyMissingError,
+    OutOfMemoryError,
+    UnknownModelError,
+)
+from .cache import empty_device_cache
+from .families import I2I, T2I, VIDEO_TASKS, ModelInfo
+
+log = logging.getLogger(__name__)
+
+INPAINT = "inpaint"
+
+
+class LoadOptions(Protocol):
+    """The config fields loading reads (HuggingFaceDiffusersBackendConfig has them all)."""
+
+    device: str
+    torch_dtype: str
+    allow_download: bool
+    cache_dir: str | None
+    revision: str | None
+    variant: str | None
+    enable_model_cpu_offload: bool
+    enable_sequential_cpu_offload: bool
+    enable_vae_tiling: bool
+    enable_vae_slicing: bool
+    enable_attention_slicing: bool
+
+
+def import_torch() -> Any:
+    """torch, after checking diffusers is importable too: the backend's optional extra."""
+    try:
+        import diffusers  # noqa: F401
+        import torch
+    except ImportError as exc:
+        raise OptionalDependencyMissingError(
+            exc.name or "diffusers", "diffusers", feature="the Diffusers backend"
+        ) from None
+    return torch
+
+
+def resolve_device(requested: str) -> str:
+    """'auto' -> cuda, then mps, then cpu."""
+    torch = import_torch()
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"
+
+
+def resolve_dtype(requested: str, device: str, source: str) -> Any:
+    """'auto' -> float32 on CPU; the registry's dtype, else bf16 (or fp16) on a GPU."""
+    torch = import_torch()
+    name = requested
+    if name == "auto":
+        if device == "cpu":
+            name = "float32"
+        else:
+            bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
+            name = _registry_dtype(source) or ("bfloat16" if bf16 else "float16")
+    return getattr(torch, name)
+
+
+def _registry_dtype(source: str) -> str | None:
+    try:
+        from ...model_capabilities import VisionModelCapabilitiesRegistry
+
+        registry = VisionModelCapabilitiesRegistry()
+        engine = registry.get(source).engines.diffusers if source in registry else None
+        return engine.torch_dtype if engine is not None else None
+    except Exception:
+        return None
+
+
+def load_pipeline(info: ModelInfo, options: LoadOptions, device: str) -> Any:
+    """``<model_index class>.from_pretrained`` with the config's cache rules, then placed."""
+    torch = import_torch()
+    import diffusers
+
+    cls = getattr(diffusers, info.class_name, None)
+    if cls is None:
+        raise BackendError(
+            f"{info.source} needs {info.class_name}, which the installed diffusers "
+            f"{diffusers.__version__} lacks: pip install -U diffusers"
+        )
+    deprecations = getattr(diffusers.utils, "deprecation_utils", None)
+    renamed = hasattr(deprecations, "_TORCH_DTYPE_DEPRECATION_MESSAGE")  # diffusers >= 0.42
+    dtype_key = "dtype" if renamed else "torch_dtype"
+    kwargs = {
+        dtype_key: resolve_dtype(options.torch_dtype, device, info.source),
+        "local_files_only": not options.allow_download,
+        "cache_dir": options.cache_dir,
+        "revision": options.revision,
+        "variant": options.variant,
+    }
+    try:
+        pipe = cls.from_pretrained(
+            info.source, **{k: v for k, v in kwargs.items() if v is not None}
+        )
+        place(pipe, options, device)
+    except torch.cuda.OutOfMemoryError:
+        empty_device_cache()
+        raise OutOfMemoryError(
+            f"{info.source} does not fit in device memory: enable model CPU offload, "
+            "lower memory_budget_bytes, or unload other models"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise UnknownModelError(
+            f"cannot load {info.source} ({info.class_name}): {exc}. Check that every component "
+            "is present (variant, revision), or allow downloads."
+        ) from None
+    return pipe
+
+
+def place(pipe: Any, options: LoadOptions, device: str) -> None:
+    """Move to the device (or install offload hooks) and apply the memory options."""
+    if device != "cpu" and options.enable_sequential_cpu_offload:
+        pipe.enable_sequential_cpu_offload(device=device)
+    elif device != "cpu" and options.enable_model_cpu_offload:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    vae = getattr(pipe, "vae", None)
+    if options.enable_vae_tiling and hasattr(vae, "enable_tiling"):
+        vae.enable_tiling()
+    if options.enable_vae_slicing and hasattr(vae, "enable_slicing"):
+        vae.enable_slicing()
+    if options.enable_attention_slicing and hasattr(pipe, "enable_attention_slicing"):
+        pipe.enable_attention_slicing()
+    pipe.set_progress_bar_config(disable=True)
+
+
+def kind_of(task: str, masked: bool, info: ModelInfo) -> str:
+    """Which derived pipeline a call needs: t2i, i2i, inpaint, or the video task itself."""
+    if task == I2I and (masked or "Inpaint" in info.class_name):
+        return INPAINT
+    return task
+
+
+def derive(base: Any, kind: str, registry_class: str | None) -> Any:
+    """The pipeline for ``kind`` sharing ``base``'s modules (``from_pipe``), or ``base`` itself."""
+    import diffusers
+    from diffusers.pipelines import auto_pipeline as auto
+
+    name = type(base).__name__
+    if kind in VIDEO_TASKS:
+        if registry_class is None or registry_class == name:
+            return base
+        target = getattr(diffusers, registry_class, None)
+    else:
+        mapping = {
+            T2I: auto.AUTO_TEXT2IMAGE_PIPELINES_MAPPING,
+            I2I: auto.AUTO_IMAGE2IMAGE_PIPELINES_MAPPING,
+            INPAINT: auto.AUTO_INPAINT_PIPELINES_MAPPING,
+        }[kind]
+        target = auto._get_task_class(mapping, name, False)
+    if target is None:
+        raise BackendError(f"{name} has no {kind} counterpart in diffusers {diffusers.__version__}")
+    if target is type(base):
+        return base
+    log.info("deriving %s from %s (shared weights)", target.__name__, name)
+    return target.from_pipe(base)

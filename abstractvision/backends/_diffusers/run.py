@@ -1,0 +1,204 @@
+"""One pipeline call: keyword filtering, seeds, schedulers, progress/cancel hooks, typed failures.
+
+Everything here inspects the pipeline's ``__call__`` instead of assuming a model family, so a
+keyword reaches a pipeline only when that pipeline declares it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from ...control import GenerationControl
+from ...errors import (
+    BackendError,
+    CapabilityNotSupportedError,
+    GenerationCancelledError,
+    InvalidRequestError,
+    OutOfMemoryError,
+)
+from .cache import Entry, empty_device_cache
+
+log = logging.getLogger(__name__)
+
+# extra["scheduler"] name -> (diffusers class, config overrides)
+SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ddim": ("DDIMScheduler", {}),
+    "pndm": ("PNDMScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {}),
+    "dpmpp_2m_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "dpmpp_sde": ("DPMSolverSDEScheduler", {}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "lcm": ("LCMScheduler", {}),
+    "flow_euler": ("FlowMatchEulerDiscreteScheduler", {}),
+}
+
+EXTRA_KEYS: dict[str, str] = {
+    "scheduler": "sampler, one of: " + ", ".join(SCHEDULERS) + " (must suit the model)",
+    "loras": 'LoRA adapters: [{"source": allowed folder/file/hub id, "weight": float}]',
+    "clip_skip": "skip the last N CLIP text-encoder layers (int 1..12; SD-style models)",
+}
+
+
+class _Interrupted(Exception):
+    """Raised from the step hook of a pipeline that has no ``_interrupt`` flag."""
+
+
+def call_params(pipe: Any) -> Mapping[str, inspect.Parameter]:
+    return inspect.signature(type(pipe).__call__).parameters
+
+
+def default_of(pipe: Any, name: str) -> Any:
+    param = call_params(pipe).get(name)
+    return None if param is None or param.default is inspect.Parameter.empty else param.default
+
+
+def filter_kwargs(
+    pipe: Any, wanted: Mapping[str, Any], *, required: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Keep the set keywords that ``__call__`` declares; a missing required one is an error."""
+    params = call_params(pipe)
+    out: dict[str, Any] = {}
+    for key, value in wanted.items():
+        if value is None:
+            continue
+        if key in params:
+            out[key] = value
+        elif key in required:
+            raise CapabilityNotSupportedError(f"{type(pipe).__name__} takes no {key!r} input")
+        else:
+            log.debug("%s does not take %s; not passed", type(pipe).__name__, key)
+    return out
+
+
+def guidance_kwargs(pipe: Any, value: float | None) -> dict[str, float]:
+    """guidance_scale, or true_cfg_scale where that is the pipeline's real classifier-free knob."""
+    if value is None:
+        return {}
+    params = call_params(pipe)
+    if "true_cfg_scale" in params:
+        transformer = getattr(pipe, "transformer", None)
+        distilled = bool(getattr(getattr(transformer, "config", None), "guidance_embeds", False))
+        if "guidance_scale" not in params or not distilled:
+            return {"true_cfg_scale": value}
+    return {"guidance_scale": value} if "guidance_scale" in params else {}
+
+
+def extra_kwargs(pipe: Any, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The per-call keywords that come from ``extra`` (LoRA and scheduler are handled apart)."""
+    out: dict[str, Any] = {}
+    if "clip_skip" in extra:
+        value = extra["clip_skip"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 12:
+            raise InvalidRequestError("extra.clip_skip", value, "must be an integer 1..12")
+        if "clip_skip" not in call_params(pipe):
+            raise CapabilityNotSupportedError(f"{type(pipe).__name__} does not support clip_skip")
+        out["clip_skip"] = value
+    return out
+
+
+def use_scheduler(entry: Entry, pipe: Any, name: str | None) -> None:
+    """Put the named scheduler (or the model's own) on ``pipe`` for this call."""
+    if entry.default_scheduler is None:
+        entry.default_scheduler = pipe.scheduler
+    if name is None:
+        pipe.scheduler = entry.default_scheduler
+        return
+    if not isinstance(name, str) or name not in SCHEDULERS:
+        raise InvalidRequestError(
+            "extra.scheduler", name, f"must be one of {', '.join(SCHEDULERS)}"
+        )
+    if name not in entry.schedulers:
+        import diffusers
+
+        class_name, overrides = SCHEDULERS[name]
+        compatible = {c.__name__ for c in getattr(entry.default_scheduler, "compatibles", ())}
+        compatible.add(type(entry.default_scheduler).__name__)
+        if class_name not in compatible:
+            fits = sorted(n for n, (c, _) in SCHEDULERS.items() if c in compatible)
+            raise CapabilityNotSupportedError(
+                f"scheduler {name!r} does not suit this model; use one of: {', '.join(fits) or 'none'}"
+            )
+        cls = getattr(diffusers, class_name)
+        entry.schedulers[name] = cls.from_config(entry.default_scheduler.config, **overrides)
+    pipe.scheduler = entry.schedulers[name]
+
+
+def make_generator(device: str, seed: int) -> Any:
+    """A seeded generator where latents are drawn: CUDA on a CUDA pipeline, else CPU."""
+    import torch
+
+    return torch.Generator(device="cuda" if device.startswith("cuda") else "cpu").manual_seed(seed)
+
+
+def progress_kwargs(pipe: Any, control: GenerationControl, steps: int | None) -> dict[str, Any]:
+    """Step hook: report (step, total) every step; on cancel, interrupt the loop."""
+    params = call_params(pipe)
+    can_interrupt = isinstance(getattr(type(pipe), "interrupt", None), property)
+
+    def total() -> int | None:
+        return getattr(pipe, "_num_timesteps", None) or steps
+
+    if "callback_on_step_end" in params:
+
+        def on_step_end(
+            p: Any, step: int, timestep: Any, tensors: dict[str, Any]
+        ) -> dict[str, Any]:
+            control.report(step + 1, total())
+            if control.cancelled:
+                if not can_interrupt:
+                    raise _Interrupted
+                p._interrupt = True
+            return tensors
+
+        return {"callback_on_step_end": on_step_end}
+    if "callback" in params:
+
+        def on_step(step: int, timestep: Any, latents: Any) -> None:
+            control.report(step + 1, total())
+            if control.cancelled:
+                raise _Interrupted
+
+        return {
+            "callback": on_step,
+            **({"callback_steps": 1} if "callback_steps" in params else {}),
+        }
+    return {}
+
+
+def run_pipeline(pipe: Any, kwargs: dict[str, Any], control: GenerationControl) -> Any:
+    """Call the pipeline; translate cancellation and device failures into typed errors."""
+    import torch
+
+    name = type(pipe).__name__
+    try:
+        with torch.inference_mode():
+            result = pipe(**kwargs)
+    except _Interrupted:
+        raise GenerationCancelledError("generation cancelled by the caller") from None
+    except torch.cuda.OutOfMemoryError:
+        raise _oom(name) from None
+    except RuntimeError as exc:
+        if "out of memory" in str(exc).lower():  # MPS and older CUDA builds
+            raise _oom(name) from None
+        raise BackendError(f"{name} failed: {exc}") from exc
+    except (ValueError, TypeError) as exc:
+        raise BackendError(f"{name} rejected the inputs: {exc}") from exc
+    finally:
+        if hasattr(pipe, "_interrupt"):
+            pipe._interrupt = False
+    control.check()
+    return result
+
+
+def _oom(name: str) -> OutOfMemoryError:
+    empty_device_cache()
+    return OutOfMemoryError(
+        f"{name} ran out of device memory; freed the cache. Try a smaller width/height, "
+        "fewer frames, or enable model CPU offload / VAE tiling in the backend config."
+    )

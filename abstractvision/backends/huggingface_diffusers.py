@@ -1,0 +1,387 @@
+"""Local generation with Hugging Face Diffusers: every task, warm models, no network by default.
+
+One backend can hold an image model and video models (``models={"text_to_video": ...}``).
+text->image, image->image and inpainting share one set of weights (``from_pipe``); loaded
+pipelines stay warm in an LRU cache bounded by ``memory_budget_bytes``. torch and diffusers are
+imported on first use, so importing this module is cheap. Environment variables are not read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ..control import GenerationControl
+from ..errors import (
+    BackendError,
+    CapabilityNotSupportedError,
+    InvalidRequestError,
+    UnknownModelError,
+)
+from ..types import (
+    LIMITS,
+    GeneratedAsset,
+    ImageEditRequest,
+    ImageGenerationRequest,
+    ImageToVideoRequest,
+    VideoGenerationRequest,
+    VisionBackendCapabilities,
+)
+from ._diffusers import families, loading, loras, outputs, run
+from ._diffusers.cache import Entry, PipelineCache
+from .base_backend import VisionBackend
+
+__all__ = ["HuggingFaceDiffusersBackendConfig", "HuggingFaceDiffusersVisionBackend"]
+
+log = logging.getLogger(__name__)
+
+_TASKS = (*families.IMAGE_TASKS, *families.VIDEO_TASKS)
+_DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class HuggingFaceDiffusersBackendConfig:
+    """Keyword options of the Diffusers backend; ``models`` maps a task to one or more model ids."""
+
+    model_id: str | None = None
+    models: Mapping[str, str | Sequence[str]] = field(default_factory=dict)
+    device: str = "auto"
+    torch_dtype: str = "auto"
+    allow_download: bool = False
+    cache_dir: str | None = None
+    revision: str | None = None
+    variant: str | None = None
+    enable_model_cpu_offload: bool = False
+    enable_sequential_cpu_offload: bool = False
+    enable_vae_tiling: bool = False
+    enable_vae_slicing: bool = False
+    enable_attention_slicing: bool = False
+    lora_allowlist: Sequence[str] = ()
+    memory_budget_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        models: dict[str, tuple[str, ...]] = {}
+        for task, ids in dict(self.models).items():
+            if task not in _TASKS:
+                raise InvalidRequestError(
+                    "models", task, f"task must be one of {', '.join(_TASKS)}"
+                )
+            models[task] = (ids,) if isinstance(ids, str) else tuple(ids)
+            if not models[task] or not all(isinstance(i, str) and i for i in models[task]):
+                raise InvalidRequestError(f"models.{task}", ids, "must be model ids")
+        object.__setattr__(self, "models", MappingProxyType(models))
+        object.__setattr__(self, "lora_allowlist", tuple(self.lora_allowlist))
+        if self.torch_dtype not in _DTYPES:
+            raise InvalidRequestError("torch_dtype", self.torch_dtype, f"must be one of {_DTYPES}")
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
+            raise InvalidRequestError(
+                "device", self.device, "must be auto, cpu, cuda, cuda:N or mps"
+            )
+        if self.memory_budget_bytes is not None and self.memory_budget_bytes < 0:
+            raise InvalidRequestError(
+                "memory_budget_bytes", self.memory_budget_bytes, "must be >= 0"
+            )
+
+
+class HuggingFaceDiffusersVisionBackend(VisionBackend):
+    """Runs text/image -> image/video on local Diffusers pipelines (thread-safe, warm cache)."""
+
+    def __init__(
+        self, config: HuggingFaceDiffusersBackendConfig | None = None, **options: Any
+    ) -> None:
+        self.config = config if config is not None else HuggingFaceDiffusersBackendConfig(**options)
+        self._cache = PipelineCache(self.config.memory_budget_bytes)
+        self._infos: dict[str, families.ModelInfo] = {}
+        self._device: str | None = None
+
+    # --- configuration and capabilities ------------------------------------------------------
+
+    def _info(self, source: str) -> families.ModelInfo:
+        info = self._infos.get(source)
+        if info is None:
+            index = families.find_model_index(
+                source,
+                allow_download=self.config.allow_download,
+                cache_dir=self.config.cache_dir,
+                revision=self.config.revision,
+            )
+            info = self._infos[source] = families.read_model_info(index, source)
+        return info
+
+    def _models_by_task(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {task: list(ids) for task, ids in self.config.models.items()}
+        candidates = [self.config.model_id] if self.config.model_id else []
+        candidates += [i for ids in self.config.models.values() for i in ids]
+        for source in dict.fromkeys(candidates):
+            try:
+                tasks = self._info(source).tasks
+            except (UnknownModelError, BackendError, ImportError):
+                tasks = families.IMAGE_TASKS if source == self.config.model_id else ()
+            for task in tasks:
+                if source not in out.setdefault(task, []):
+                    out[task].append(source)
+        return {task: ids for task, ids in out.items() if ids}
+
+    def get_capabilities(self) -> VisionBackendCapabilities:
+        by_task = self._models_by_task()
+        mask = False
+        for source in by_task.get(families.I2I, []):
+            info = self._infos.get(source)
+            mask = mask or info is None or info.supports_mask
+        return VisionBackendCapabilities(
+            supported_tasks=tuple(t for t in _TASKS if t in by_task),
+            supports_mask=mask,
+            supports_control_image=False,
+            max_width=LIMITS.max_side,
+            max_height=LIMITS.max_side,
+            extra_keys=dict(run.EXTRA_KEYS),
+            models={task: tuple(ids) for task, ids in by_task.items()},
+            loaded_models=tuple(self._cache.keys()),
+        )
+
+    def _model_for(self, task: str, requested: str | None) -> families.ModelInfo:
+        configured = self._models_by_task().get(task, [])
+        if requested is not None and requested not in configured:
+            raise UnknownModelError(
+                f"model {requested!r} is not configured for {task}; configured: {', '.join(configured) or 'none'}"
+            )
+        source = requested or (configured[0] if configured else None)
+        if source is None:
+            raise CapabilityNotSupportedError(
+                f"no model configured for {task}: set models={{{task!r}: ...}}"
+            )
+        info = self._info(source)
+        if task not in info.tasks:
+            raise CapabilityNotSupportedError(
+                f"{source} ({info.class_name}) cannot run {task}; it can run: {', '.join(info.tasks)}"
+            )
+        return info
+
+    # --- loading ---------------------------------------------------------------------------------
+
+    def _entry(self, info: families.ModelInfo) -> tuple[Entry, float]:
+        key = (
+            str(Path(info.source).expanduser().resolve())
+            if families.is_local_path(info.source)
+            else info.source
+        )
+        if self._device is None:
+            self._device = loading.resolve_device(self.config.device)
+        device = self._device
+        entry, loaded = self._cache.get_or_load(
+            key, lambda: loading.load_pipeline(info, self.config, device)
+        )
+        return entry, entry.load_s if loaded else 0.0
+
+    def _task_pipe(self, entry: Entry, info: families.ModelInfo, kind: str) -> tuple[Any, float]:
+        """The pipeline for t2i / i2i / inpaint / video, derived from the loaded one (shared weights)."""
+        pipe = entry.derived.get(kind)
+        if pipe is not None:
+            return pipe, 0.0
+        started = time.perf_counter()
+        pipe = loading.derive(entry.pipe, kind, info.registry_classes.get(kind))
+        pipe.set_progress_bar_config(disable=True)
+        entry.derived[kind] = pipe
+        return pipe, 0.0 if pipe is entry.pipe else time.perf_counter() - started
+
+    def preload(self, model: str | None = None) -> None:
+        """Load ``model`` (default: the first configured one) so the first call pays no load."""
+        by_task = self._models_by_task()
+        source = model or next((ids[0] for ids in by_task.values()), None)
+        if source is None:
+            raise CapabilityNotSupportedError("no model configured: set model_id or models")
+        self._entry(self._info(source))
+
+    def unload(self, model: str | None = None) -> None:
+        """Drop one model (or all) from the cache and free device memory."""
+        if model is not None and families.is_local_path(model):
+            model = str(Path(model).expanduser().resolve())
+        self._cache.drop(model)
+
+    def get_pipeline(self, task: str, model: str | None = None, *, masked: bool = False) -> Any:
+        """The (loaded) pipeline object that runs ``task``: for inspection and tests."""
+        info = self._model_for(task, model)
+        entry, _ = self._entry(info)
+        with entry.lock:
+            return self._task_pipe(entry, info, loading.kind_of(task, masked, info))[0]
+
+    # --- tasks -----------------------------------------------------------------------------------
+
+    def generate_image(
+        self, request: ImageGenerationRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        info = self._model_for(families.T2I, request.model)
+        inputs = {"prompt": request.prompt, "width": request.width, "height": request.height}
+        return self._image(info, families.T2I, request, inputs, control)
+
+    def edit_image(
+        self, request: ImageEditRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        from .. import media
+
+        info = self._model_for(families.I2I, request.model)
+        image = media.decode_image(request.image, field="image")
+        size = (request.width or _floor8(image.width), request.height or _floor8(image.height))
+        image = image.resize(size) if image.size != size else image
+        kind = loading.kind_of(families.I2I, request.mask is not None, info)
+        mask = None
+        if kind == loading.INPAINT:
+            from PIL import Image
+
+            mask = (
+                media.decode_mask(request.mask, field="mask")
+                if request.mask is not None
+                else Image.new("L", size, 255)  # a dedicated inpaint model without mask: change all
+            )
+            mask = mask.resize(size) if mask.size != size else mask
+        inputs = {
+            "prompt": request.prompt,
+            "image": image,
+            "mask_image": mask,
+            "strength": request.strength,
+            "width": size[0],
+            "height": size[1],
+        }
+        return self._image(info, kind, request, inputs, control, required=("image",))
+
+    def generate_video(
+        self, request: VideoGenerationRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        info = self._model_for(families.T2V, request.model)
+        return self._video(info, families.T2V, request, {"prompt": request.prompt}, control)
+
+    def image_to_video(
+        self, request: ImageToVideoRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        from .. import media
+
+        info = self._model_for(families.I2V, request.model)
+        image = media.decode_image(request.image, field="image")
+        inputs = {"image": image, "prompt": request.prompt}
+        return self._video(info, families.I2V, request, inputs, control, required=("image",))
+
+    # --- the shared call path --------------------------------------------------------------------
+
+    def _image(
+        self,
+        info: families.ModelInfo,
+        kind: str,
+        request: Any,
+        inputs: dict[str, Any],
+        control: GenerationControl | None,
+        required: tuple[str, ...] = (),
+    ) -> GeneratedAsset:
+        result, meta = self._call(info, kind, request, inputs, control, required)
+        image = outputs.image_output(result, info.source)
+        data, mime = outputs.encode_image(image, request.output_format)
+        meta.update(width=image.width, height=image.height)
+        return GeneratedAsset("image", data, mime, meta)
+
+    def _video(
+        self,
+        info: families.ModelInfo,
+        task: str,
+        request: Any,
+        inputs: dict[str, Any],
+        control: GenerationControl | None,
+        required: tuple[str, ...] = (),
+    ) -> GeneratedAsset:
+        class_name, family = info.video_family(task)
+        rule = families.registry_frame_rule(info.source, task)
+        if rule is not None:
+            family = dataclasses.replace(family, frame_step=rule[0], frame_offset=rule[1])
+        if request.num_frames is not None:
+            family.check_frames(request.num_frames, class_name)
+        fps = request.fps or family.default_fps
+        inputs = {
+            **inputs,
+            "num_frames": request.num_frames,
+            "width": request.width,
+            "height": request.height,
+            "fps": fps,  # micro-conditioning where the pipeline takes it (SVD)
+            "frame_rate": fps,  # LTX
+        }
+        result, meta = self._call(info, task, request, inputs, control, required)
+        frames = outputs.video_output(result, info.source)
+        data, mime = outputs.encode_video(frames, fps, request.output_format)
+        meta.update(width=frames[0].width, height=frames[0].height, num_frames=len(frames), fps=fps)
+        return GeneratedAsset("video", data, mime, meta)
+
+    def _call(
+        self,
+        info: families.ModelInfo,
+        kind: str,
+        request: Any,
+        inputs: dict[str, Any],
+        control: GenerationControl | None,
+        required: tuple[str, ...],
+    ) -> tuple[Any, dict[str, Any]]:
+        """Load (or reuse), switch LoRAs/scheduler, run with hooks; returns (output, metadata)."""
+        control = control if control is not None else GenerationControl()
+        extra = dict(request.extra)
+        for key in extra:
+            if key not in run.EXTRA_KEYS:
+                raise InvalidRequestError(
+                    f"extra.{key}", extra[key], f"accepted: {', '.join(run.EXTRA_KEYS)}"
+                )
+        wanted_loras = loras.parse_loras(extra.get("loras", []), self.config.lora_allowlist)
+        seed = (
+            request.seed
+            if request.seed is not None
+            else random.SystemRandom().randint(0, LIMITS.max_seed)
+        )
+        control.check()
+        entry, load_s = self._entry(info)
+        with entry.lock:
+            pipe, derive_s = self._task_pipe(entry, info, kind)
+            lora_s = loras.apply_loras(entry, wanted_loras, load_options=self._hub_options())
+            run.use_scheduler(entry, pipe, extra.get("scheduler"))
+            steps = request.steps or run.default_of(pipe, "num_inference_steps")
+            wanted = {
+                **inputs,
+                "negative_prompt": request.negative_prompt,
+                "num_inference_steps": request.steps,
+                "generator": run.make_generator(self._device or "cpu", seed),
+                "output_type": "np",
+            }
+            kwargs = run.filter_kwargs(pipe, wanted, required=required)
+            kwargs.update(run.guidance_kwargs(pipe, request.guidance_scale))
+            kwargs.update(run.extra_kwargs(pipe, extra))
+            kwargs.update(run.progress_kwargs(pipe, control, steps))
+            started = time.perf_counter()
+            result = run.run_pipeline(pipe, kwargs, control)
+            generate_s = time.perf_counter() - started
+        meta = {
+            "model": info.source,
+            "pipeline": type(pipe).__name__,
+            "seed": seed,
+            "steps": steps,
+            "load_s": round(load_s + derive_s + lora_s, 4),
+            "generate_s": round(generate_s, 4),
+            "device": self._device,
+        }
+        if request.guidance_scale is not None:
+            meta["guidance_scale"] = request.guidance_scale
+        if wanted_loras:
+            meta["loras"] = [{"source": s, "weight": w} for s, w in wanted_loras]
+        if "scheduler" in extra:
+            meta["scheduler"] = extra["scheduler"]
+        return result, meta
+
+    def _hub_options(self) -> dict[str, Any]:
+        options = {
+            "local_files_only": not self.config.allow_download,
+            "cache_dir": self.config.cache_dir,
+        }
+        return {k: v for k, v in options.items() if v is not None}
+
+
+def _floor8(side: int) -> int:
+    return max(LIMITS.min_side, min(LIMITS.max_side, side - side % LIMITS.side_multiple))

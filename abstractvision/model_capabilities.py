@@ -55,6 +55,8 @@ SdcppFile = Literal[
 ]
 PACKAGED_PATH = Path(__file__).parent / "assets" / "vision_model_capabilities.json"
 SCHEMA_PATH = PACKAGED_PATH.with_name("vision_model_capabilities.schema.json")
+AngleName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 _FRAME_RULE = re.compile(r"^([1-9][0-9]*)k\+([0-9]+)$")
 
 
@@ -157,8 +159,26 @@ class MultiViewSpec(_Frozen):
     lora: HubId
     lora_weight_name: Text | None = None
     lora_scale: Annotated[float, Field(gt=0, le=2)] = 1.0
-    prompt_template: Annotated[str, Field(pattern=r"\{(azimuth|elevation|angle)\}")]
-    angles: Annotated[dict[str, dict[str, str]], Field(min_length=1)]
+    reference_model: HubId | None = None
+    prompt_template: Annotated[str, Field(pattern=_PLACEHOLDER.pattern)]
+    angles: Annotated[dict[AngleName, dict[str, Text]], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _angles_fill_template(self) -> MultiViewSpec:
+        wanted = set(_PLACEHOLDER.findall(self.prompt_template)) - {"angle"}
+        for name, values in self.angles.items():
+            missing = wanted - set(values)
+            if missing:
+                raise ValueError(f"angle {name!r} lacks {sorted(missing)} for prompt_template")
+        return self
+
+    def prompt_for(self, angle: str) -> str:
+        """The camera prompt for one named angle, e.g. ``front`` or ``three_quarter``."""
+        values = self.angles.get(angle)
+        if values is None:
+            known = ", ".join(self.angles)
+            raise InvalidRequestError("angles", angle, f"unknown angle; known: {known}")
+        return self.prompt_template.format(angle=angle, **values)
 
 
 class ModelCapabilities(_Frozen):
@@ -290,7 +310,9 @@ class VisionModelCapabilitiesRegistry:
     def get(self, model_id: str) -> ModelCapabilities:
         model = self._models.get(model_id)
         if model is None:
-            close = difflib.get_close_matches(str(model_id), list(self._models), n=3, cutoff=0.5)
+            lowered = {m.lower(): m for m in self._models}
+            found = difflib.get_close_matches(str(model_id).lower(), list(lowered), n=3, cutoff=0.5)
+            close = [lowered[m] for m in found]
             hint = f"; did you mean: {', '.join(close)}?" if close else ""
             raise UnknownModelError(
                 f"unknown model {model_id!r}{hint} ('abstractvision models' lists them all)"

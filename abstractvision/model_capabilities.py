@@ -146,6 +146,12 @@ class SdcppEngine(_Frozen):
 
     files: Annotated[list[SdcppFile], Field(min_length=1)]
 
+    @model_validator(mode="after")
+    def _unique(self) -> SdcppEngine:
+        if len(set(self.files)) != len(self.files):
+            raise ValueError("files must not repeat")
+        return self
+
 
 class Engines(_Frozen):
     diffusers: DiffusersEngine | None = None

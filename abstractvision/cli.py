@@ -1,0 +1,159 @@
+"""The ``abstractvision`` command: look up what the registry knows (and, later, generate).
+
+Every subcommand is one function registered in ``COMMANDS``; adding one (``t2i``, ``i2v``...)
+means writing its function and adding a row. Results go to stdout, errors to stderr: exit 2 for
+an unknown model or task (the message says what exists), 1 for other failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import __version__
+from .errors import AbstractVisionError, InvalidRequestError, UnknownModelError
+from .model_capabilities import ModelCapabilities, VisionModelCapabilitiesRegistry
+from .types import Task
+
+__all__ = ["COMMANDS", "main"]
+
+TASK_NAMES = [t.value for t in Task]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its help line, how it adds its arguments, and what it runs."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _registry(args: argparse.Namespace) -> VisionModelCapabilitiesRegistry:
+    return VisionModelCapabilitiesRegistry(args.registry)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _summary(model: ModelCapabilities) -> dict[str, Any]:
+    return {
+        "id": model.id,
+        "display_name": model.display_name,
+        "family": model.family,
+        "license": model.license.id if model.license.id != "other" else model.license.name,
+        "tasks": [t.value for t in model.tasks],
+    }
+
+
+def _models(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    rows = [_summary(registry.get(m)) for m in registry.list_models(args.task)]
+    if args.json:
+        _print_json(rows)
+        return 0
+    width = max((len(r["id"]) for r in rows), default=0)
+    for row in rows:
+        print(f"{row['id']:<{width}}  {', '.join(row['tasks'])}")
+    return 0
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    infos = [registry.get_task(t) for t in registry.list_tasks()]
+    if args.json:
+        _print_json(
+            [{"name": i.name, "description": i.description, "models": i.models} for i in infos]
+        )
+        return 0
+    width = max(len(i.name) for i in infos)
+    for info in infos:
+        print(f"{info.name:<{width}}  {len(info.models):>3} models  {info.description}")
+    return 0
+
+
+def _show_model(args: argparse.Namespace) -> int:
+    model = _registry(args).get(args.model_id)
+    data = model.model_dump(mode="json", exclude_none=True, by_alias=True)
+    if args.json:
+        _print_json(data)
+        return 0
+    licence = model.license.name or model.license.id
+    print(f"{model.display_name} ({model.id})")
+    print(f"  family:  {model.family}")
+    print(f"  license: {licence}")
+    print(f"  engines: {', '.join(k for k, v in data['engines'].items() if v)}")
+    if model.notes:
+        print(f"  notes:   {model.notes}")
+    for task, spec in model.tasks.items():
+        print(f"  {task.value}:")
+        for name, param in spec.params.items():
+            rule = f", {param.frame_rule}" if param.frame_rule else ""
+            step = f", multiple of {param.multiple_of}" if param.multiple_of else ""
+            print(f"    {name}: default {param.default} ({param.min}..{param.max}{step}{rule})")
+    if model.multi_view is not None:
+        print(
+            f"  multi_view: LoRA {model.multi_view.lora}; angles {', '.join(model.multi_view.angles)}"
+        )
+    return 0
+
+
+def _add_models(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", choices=TASK_NAMES, help="only models that can run this task")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_tasks(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_show_model(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "model_id", metavar="ID", help="model id, e.g. black-forest-labs/FLUX.1-schnell"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+COMMANDS: dict[str, Command] = {
+    "models": Command("list known models", _add_models, _models),
+    "tasks": Command("list tasks and how many models run each", _add_tasks, _tasks),
+    "show-model": Command(
+        "show one model's engines, licence and parameters", _add_show_model, _show_model
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="abstractvision", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"abstractvision {__version__}")
+    parser.add_argument(
+        "--registry",
+        metavar="PATH",
+        help="capability registry JSON to use instead of the packaged one",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in COMMANDS.items():
+        command.configure(sub.add_parser(name, help=command.help, description=command.help))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (argparse itself exits 2 on bad usage)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args)
+    except (UnknownModelError, InvalidRequestError) as exc:
+        print(f"abstractvision: error: {exc}", file=sys.stderr)
+        return 2
+    except AbstractVisionError as exc:
+        print(f"abstractvision: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

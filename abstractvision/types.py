@@ -56,7 +56,7 @@ class Limits:
     min_side: int = 64
     max_side: int = 4096
     side_multiple: int = 8
-    max_pixels: int = 4096 * 4096
+    max_pixels: int = 4096 * 2304  # a 4K UHD frame fits; 4096x4096 does not
     max_steps: int = 200
     max_guidance_scale: float = 50.0
     max_seed: int = 2**32 - 1
@@ -116,6 +116,7 @@ GuidanceScale = Annotated[
     Field(
         ge=0.0,
         le=LIMITS.max_guidance_scale,
+        allow_inf_nan=False,
         description="How strongly to follow the prompt; default: the model's.",
     ),
 ]
@@ -124,6 +125,7 @@ Strength = Annotated[
     Field(
         ge=0.0,
         le=1.0,
+        allow_inf_nan=False,
         description="How much to change the input image (0 keeps it, 1 replaces it).",
     ),
 ]

@@ -106,6 +106,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
     def _info(self, source: str) -> families.ModelInfo:
         info = self._infos.get(source)
         if info is None:
+            loading.import_torch()  # OptionalDependencyMissingError names the extra
             index = families.find_model_index(
                 source,
                 allow_download=self.config.allow_download,
@@ -121,9 +122,12 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         candidates += [i for ids in self.config.models.values() for i in ids]
         for source in dict.fromkeys(candidates):
             try:
-                tasks = self._info(source).tasks
+                info = self._info(source)
+                tasks = info.tasks if info.installed else ()
             except (UnknownModelError, BackendError, ImportError):
-                tasks = families.IMAGE_TASKS if source == self.config.model_id else ()
+                tasks = ()
+            if not tasks and source == self.config.model_id:
+                tasks = families.IMAGE_TASKS  # unknown until it loads; the call says why not
             for task in tasks:
                 if source not in out.setdefault(task, []):
                     out[task].append(source)
@@ -158,6 +162,11 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
                 f"no model configured for {task}: set models={{{task!r}: ...}}"
             )
         info = self._info(source)
+        if not info.installed:
+            raise BackendError(
+                f"{source} needs the pipeline class {info.class_name}, which the installed "
+                "diffusers lacks: upgrade it (pip install -U diffusers) or pick another model"
+            )
         if task not in info.tasks:
             raise CapabilityNotSupportedError(
                 f"{source} ({info.class_name}) cannot run {task}; it can run: {', '.join(info.tasks)}"
@@ -194,7 +203,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
     def preload(self, model: str | None = None) -> None:
         """Load ``model`` (default: the first configured one) so the first call pays no load."""
         by_task = self._models_by_task()
-        source = model or next((ids[0] for ids in by_task.values()), None)
+        source = model or self.config.model_id or next((i[0] for i in by_task.values()), None)
         if source is None:
             raise CapabilityNotSupportedError("no model configured: set model_id or models")
         self._entry(self._info(source))
@@ -224,23 +233,24 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
     def edit_image(
         self, request: ImageEditRequest, *, control: GenerationControl | None = None
     ) -> GeneratedAsset:
+        from PIL import Image
+
         from .. import media
 
         info = self._model_for(families.I2I, request.model)
         image = media.decode_image(request.image, field="image")
-        size = (request.width or _floor8(image.width), request.height or _floor8(image.height))
-        image = image.resize(size) if image.size != size else image
         kind = loading.kind_of(families.I2I, request.mask is not None, info)
         mask = None
         if kind == loading.INPAINT:
-            from PIL import Image
-
             mask = (
-                media.decode_mask(request.mask, field="mask")
+                media.decode_mask(request.mask, size=image.size, field="mask")
                 if request.mask is not None
-                else Image.new("L", size, 255)  # a dedicated inpaint model without mask: change all
+                else Image.new("L", image.size, 255)  # inpaint-only model, no mask: change all
             )
-            mask = mask.resize(size) if mask.size != size else mask
+        size = (request.width or _floor8(image.width), request.height or _floor8(image.height))
+        if image.size != size:
+            image = image.resize(size, Image.Resampling.LANCZOS)
+            mask = mask.resize(size, Image.Resampling.LANCZOS) if mask is not None else None
         inputs = {
             "prompt": request.prompt,
             "image": image,
@@ -353,7 +363,6 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
             }
             kwargs = run.filter_kwargs(pipe, wanted, required=required)
             kwargs.update(run.guidance_kwargs(pipe, request.guidance_scale))
-            kwargs.update(run.extra_kwargs(pipe, extra))
             kwargs.update(run.progress_kwargs(pipe, control, steps))
             started = time.perf_counter()
             result = run.run_pipeline(pipe, kwargs, control)

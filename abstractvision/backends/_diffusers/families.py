@@ -76,6 +76,7 @@ class ModelInfo:
     tasks: tuple[str, ...]
     supports_mask: bool
     registry_classes: Mapping[str, str]
+    installed: bool = True  # False: the installed diffusers lacks class_name
 
     def video_family(self, task: str) -> tuple[str, VideoFamily]:
         name = self.registry_classes.get(task, self.class_name)
@@ -181,7 +182,10 @@ def read_model_info(index: Path, source: str) -> ModelInfo:
         class_name = str(data["_class_name"])
     except (OSError, ValueError, KeyError) as exc:
         raise BackendError(f"unreadable model_index.json for {source!r}: {exc}") from None
+    import diffusers
+
     tasks, mask = tasks_of_class(class_name)
     classes = registry_classes(source)
     extra = tuple(t for t in classes if t in (*IMAGE_TASKS, *VIDEO_TASKS) and t not in tasks)
-    return ModelInfo(source, class_name, tasks + extra, mask, classes)
+    installed = getattr(diffusers, class_name, None) is not None
+    return ModelInfo(source, class_name, tasks + extra, mask, classes, installed)

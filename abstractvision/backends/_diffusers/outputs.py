@@ -59,13 +59,10 @@ def video_output(result: Any, model: str) -> list[Any]:
 def encode_image(image: Any, fmt: str | None) -> tuple[bytes, str]:
     from ... import media
 
-    fmt = fmt or "png"
-    return media.encode_image(image, format=fmt), f"image/{fmt}"
+    return media.encode_image(image, format=fmt or "png")
 
 
 def encode_video(frames: list[Any], fps: int, fmt: str | None) -> tuple[bytes, str]:
     from ... import media
 
-    fmt = fmt or "mp4"
-    mime = {"mp4": "video/mp4", "webp": "image/webp", "gif": "image/gif"}[fmt]
-    return media.encode_video(frames, fps=fps, format=fmt), mime
+    return media.encode_video(frames, fps=fps, format=fmt or "mp4")

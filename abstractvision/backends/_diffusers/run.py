@@ -41,7 +41,6 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 EXTRA_KEYS: dict[str, str] = {
     "scheduler": "sampler, one of: " + ", ".join(SCHEDULERS) + " (must suit the model)",
     "loras": 'LoRA adapters: [{"source": allowed folder/file/hub id, "weight": float}]',
-    "clip_skip": "skip the last N CLIP text-encoder layers (int 1..12; SD-style models)",
 }
 
 
@@ -87,19 +86,6 @@ def guidance_kwargs(pipe: Any, value: float | None) -> dict[str, float]:
         if "guidance_scale" not in params or not distilled:
             return {"true_cfg_scale": value}
     return {"guidance_scale": value} if "guidance_scale" in params else {}
-
-
-def extra_kwargs(pipe: Any, extra: Mapping[str, Any]) -> dict[str, Any]:
-    """The per-call keywords that come from ``extra`` (LoRA and scheduler are handled apart)."""
-    out: dict[str, Any] = {}
-    if "clip_skip" in extra:
-        value = extra["clip_skip"]
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 12:
-            raise InvalidRequestError("extra.clip_skip", value, "must be an integer 1..12")
-        if "clip_skip" not in call_params(pipe):
-            raise CapabilityNotSupportedError(f"{type(pipe).__name__} does not support clip_skip")
-        out["clip_skip"] = value
-    return out
 
 
 def use_scheduler(entry: Entry, pipe: Any, name: str | None) -> None:
@@ -189,6 +175,10 @@ def run_pipeline(pipe: Any, kwargs: dict[str, Any], control: GenerationControl) 
         raise BackendError(f"{name} failed: {exc}") from exc
     except (ValueError, TypeError) as exc:
         raise BackendError(f"{name} rejected the inputs: {exc}") from exc
+    except GenerationCancelledError:
+        raise
+    except Exception as exc:  # an engine bug must not escape untyped
+        raise BackendError(f"{name} failed ({type(exc).__name__}): {exc}") from exc
     finally:
         if hasattr(pipe, "_interrupt"):
             pipe._interrupt = False

@@ -1,13 +1,31 @@
-"""``abstractvision-mcp`` / ``python -m mcp_server``."""
+"""``abstractvision-mcp`` / ``python -m mcp_server``: parse config, log to stderr, serve."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
+from collections.abc import Sequence
 
 
-def main(argv: list[str] | None = None) -> int:
-    print("abstractvision-mcp: the MCP server is not built yet", file=sys.stderr)
-    return 2
+def main(argv: Sequence[str] | None = None) -> int:
+    from .config import load_config
+
+    try:
+        config = load_config(argv)
+    except (ValueError, OSError) as exc:
+        sys.stderr.write(f"abstractvision-mcp: {exc}\n")
+        return 2
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=config.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from .server import serve
+
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(config)
+    return 0
 
 
 if __name__ == "__main__":

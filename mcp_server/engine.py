@@ -1,0 +1,164 @@
+"""The server's view of the library: store, lazily built backend, manager, registry.
+
+Nothing here imports torch: the backend object is created on first need (``create_backend`` imports
+the engine module, which loads heavy packages only when a model is loaded), and ``preload`` runs
+in a background thread so start-up never waits for weights.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from typing import Any
+
+from abstractvision import (
+    LIMITS,
+    LocalAssetStore,
+    MediaStore,
+    RuntimeArtifactStoreAdapter,
+    Task,
+    VisionBackendCapabilities,
+    VisionManager,
+    VisionModelCapabilitiesRegistry,
+)
+from abstractvision.backends import VisionBackend, create_backend
+
+from .config import ServerConfig
+
+log = logging.getLogger(__name__)
+
+
+def build_store(config: ServerConfig) -> MediaStore:
+    """``--store DIR`` (default ~/.abstractvision/assets) or ``--runtime-store SPEC``."""
+    spec = config.runtime_store
+    if not spec:
+        return LocalAssetStore(config.store)
+    if spec.startswith("file:"):
+        from abstractruntime.storage.artifacts import FileArtifactStore
+
+        return RuntimeArtifactStoreAdapter(FileArtifactStore(spec[len("file:") :]))
+    if spec == "memory":
+        from abstractruntime.storage.artifacts import InMemoryArtifactStore
+
+        return RuntimeArtifactStoreAdapter(InMemoryArtifactStore())
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not attr:
+        raise ValueError(f"--runtime-store {spec!r}: use file:/DIR, memory or module:factory")
+    factory = getattr(importlib.import_module(module_name), attr)
+    made = factory() if callable(factory) else factory
+    if isinstance(made, (LocalAssetStore, RuntimeArtifactStoreAdapter)):
+        return made
+    return RuntimeArtifactStoreAdapter(made)
+
+
+class Engine:
+    """One backend behind one manager, built on first use; thread-safe."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        backend: VisionBackend | None = None,
+        store: MediaStore | None = None,
+        registry: VisionModelCapabilitiesRegistry | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store if store is not None else build_store(config)
+        self.registry = registry if registry is not None else VisionModelCapabilitiesRegistry()
+        self._backend = backend
+        self._manager: VisionManager | None = None
+        self._lock = threading.Lock()
+        self._caps: VisionBackendCapabilities | None = None
+        self._preloading = False
+
+    @property
+    def manager(self) -> VisionManager:
+        with self._lock:
+            if self._manager is None:
+                if self._backend is None:
+                    self._backend = create_backend(
+                        self.config.backend, **self.config.backend_options()
+                    )
+                self._manager = VisionManager(backend=self._backend, store=self.store)
+            return self._manager
+
+    def capabilities(self, *, fresh: bool = False) -> VisionBackendCapabilities:
+        """What the backend will do (cached; ``fresh`` re-asks, e.g. for loaded models).
+
+        May be slow and import the engine (the Diffusers backend inspects the model with torch):
+        call it from a worker thread, never from tools/list.
+        """
+        if self._caps is None or fresh:
+            self._caps = self.manager.capabilities()
+        return self._caps
+
+    def advertised(self) -> VisionBackendCapabilities:
+        """Capabilities for tools/list without loading anything: the real ones once known,
+        before that the registry's tasks for ``--model`` (every task for an unknown model; a
+        call for a task the backend turns out not to support is refused with a clear message).
+        """
+        if self._caps is not None:
+            return self._caps
+        model = self.config.model
+        tasks: list[str] | None = None
+        if model and model in self.registry:
+            tasks = [str(t) for t in self.registry.get(model).tasks]
+        models = {t.value: [model] for t in Task if model and (tasks is None or t.value in tasks)}
+        return VisionBackendCapabilities(supported_tasks=tasks, models=models)
+
+    def supported_tasks(self, *, advertised: bool = False) -> list[Task]:
+        caps = self.advertised() if advertised else self.capabilities()
+        return [t for t in Task if caps.supports(t)]
+
+    def models_for(self, task: Task, *, advertised: bool = False) -> list[str]:
+        caps = self.advertised() if advertised else self.capabilities()
+        return [str(m) for m in caps.models.get(task.value, ())]
+
+    def run(self, task: Task, params: dict[str, Any], control: Any) -> Any:
+        return self.manager.run(task, params, control=control)
+
+    def preload_in_background(self) -> threading.Thread | None:
+        if self._preloading:
+            return None
+        self._preloading = True
+
+        def load() -> None:
+            try:
+                backend = self.manager.backend
+                self.capabilities()
+                if backend is not None:
+                    backend.preload()
+                log.info("model preloaded")
+            except Exception:
+                log.exception("preload failed; the first call will try again")
+
+        thread = threading.Thread(target=load, name="abstractvision-preload", daemon=True)
+        thread.start()
+        return thread
+
+    def describe(self) -> dict[str, Any]:
+        """The abstractvision://backend document: tasks, limits, models loaded now."""
+        caps = self.capabilities(fresh=True)
+        limits = {
+            k: getattr(caps, k)
+            for k in ("max_width", "max_height", "max_frames", "max_fps")
+            if getattr(caps, k) is not None
+        }
+        return {
+            "backend": self.config.backend,
+            "default_model": self.config.model,
+            "tasks": [t.value for t in self.supported_tasks()],
+            "models": {k: list(v) for k, v in caps.models.items()},
+            "loaded_models": list(caps.loaded_models),
+            "supports_mask": caps.supports_mask,
+            "extra_keys": dict(caps.extra_keys),
+            "limits": {**_global_limits(), **limits},
+            "max_concurrency": self.config.max_concurrency,
+            "store": type(self.store).__name__,
+        }
+
+
+def _global_limits() -> dict[str, Any]:
+    names = ("min_side", "max_side", "side_multiple", "max_pixels", "max_steps", "max_frames")
+    return {n: getattr(LIMITS, n) for n in names}

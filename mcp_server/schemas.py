@@ -1,0 +1,164 @@
+"""Tool input/output JSON Schemas, derived from the request dataclasses; flat (no $ref/$defs).
+
+Also the readable check of tool arguments against the small schemas of the non-task tools: a
+wrong value is reported as ``field=value is invalid: <limit>``, like the library does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from abstractvision import InvalidRequestError, Task
+from abstractvision.types import REQUEST_TYPES, request_field_schemas
+
+IMAGE_SCHEMA_TEXT = (
+    "Image: artifact ref object, abstractvision://artifacts/{id}, data URL, base64, "
+    "file path (allowed roots) or http(s) URL."
+)
+JOB_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def image_schema(description: str) -> dict[str, Any]:
+    return {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {"$artifact": {"type": "string"}},
+                "required": ["$artifact"],
+            },
+            {"type": "string", "minLength": 1},
+        ],
+        "description": f"{description.rstrip('.')}. {IMAGE_SCHEMA_TEXT}",
+    }
+
+
+def task_input_schema(
+    task: Task, models: Sequence[str], extra_keys: Mapping[str, str], max_wait_s: float
+) -> dict[str, Any]:
+    """The flat input schema of one task tool."""
+    cls = REQUEST_TYPES[task]
+    base = request_field_schemas(cls)
+    props: dict[str, Any] = {}
+    for name, schema in base["properties"].items():
+        schema = dict(schema)
+        if name in cls.image_fields:
+            schema = image_schema(schema.get("description", "Input image"))
+        elif name == "model" and models:
+            schema = {"type": "string", "enum": list(models), "description": schema["description"]}
+        elif name == "extra":
+            if not extra_keys:
+                continue
+            keys = "; ".join(f"{k}: {v}" for k, v in extra_keys.items())
+            schema["description"] = f"Engine options. {keys}"
+        props[name] = schema
+    props["wait_s"] = {
+        "type": "number",
+        "minimum": 0,
+        "maximum": max_wait_s,
+        "description": "Seconds to wait before returning a job handle for get_job.",
+    }
+    return {
+        "type": "object",
+        "properties": props,
+        "required": list(base["required"]),
+        "additionalProperties": False,
+    }
+
+
+def _obj(props: dict[str, Any], required: Sequence[str] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+_JOB_ID = {"type": "string", "minLength": 1, "maxLength": 64, "description": "From a task tool."}
+_TASK = {"type": "string", "enum": [t.value for t in Task]}
+
+# Input schemas of the tools that do not generate.
+UTILITY_INPUTS: dict[str, dict[str, Any]] = {
+    "get_job": _obj(
+        {
+            "job_id": _JOB_ID,
+            "wait_s": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 600,
+                "description": "Wait up to this long for the job to finish.",
+            },
+        },
+        ["job_id"],
+    ),
+    "cancel_job": _obj({"job_id": _JOB_ID}, ["job_id"]),
+    "list_jobs": _obj({}),
+    "list_models": _obj({"task": {**_TASK, "description": "Only models for this task."}}),
+    "get_capabilities": _obj(
+        {
+            "task": {**_TASK, "description": "One task's details."},
+            "model": {"type": "string", "maxLength": 256, "description": "One model's details."},
+        }
+    ),
+}
+
+GENERATION_OUTPUT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "$artifact": {"type": "string"},
+        "uri": {"type": "string"},
+        "content_type": {"type": "string"},
+        "size_bytes": {"type": "integer"},
+        "sha256": {"type": "string"},
+        "width": {"type": "integer"},
+        "height": {"type": "integer"},
+        "frames": {"type": "integer"},
+        "model": {"type": "string"},
+        "seed": {"type": "integer"},
+        "timings": {"type": "object"},
+        "views": {"type": "array", "items": {"type": "object"}},
+        "job_id": {"type": "string"},
+        "status": {"type": "string", "enum": JOB_STATUSES},
+        "progress": {"type": "object"},
+    },
+}
+
+
+def check_arguments(schema: Mapping[str, Any], arguments: Mapping[str, Any]) -> None:
+    """Check the small utility-tool schemas; raise InvalidRequestError naming the field."""
+    props = schema.get("properties", {})
+    for name in schema.get("required", ()):
+        if name not in arguments:
+            raise InvalidRequestError(name, None, "is required")
+    for name, value in arguments.items():
+        spec = props.get(name)
+        if spec is None:
+            known = ", ".join(props) or "none"
+            raise InvalidRequestError(name, value, f"unknown parameter; known: {known}")
+        _check_value(name, spec, value)
+
+
+def _check_value(name: str, spec: Mapping[str, Any], value: Any) -> None:
+    kind = spec.get("type")
+    if kind == "string" and not isinstance(value, str):
+        raise InvalidRequestError(name, value, "must be a string")
+    if kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise InvalidRequestError(name, value, "must be a number")
+    if "enum" in spec and value not in spec["enum"]:
+        raise InvalidRequestError(
+            name, value, f"must be one of {', '.join(map(str, spec['enum']))}"
+        )
+    if isinstance(value, str):
+        if len(value) < spec.get("minLength", 0):
+            raise InvalidRequestError(name, value, "must not be empty")
+        if "maxLength" in spec and len(value) > spec["maxLength"]:
+            raise InvalidRequestError(
+                name, value, f"must have at most {spec['maxLength']} characters"
+            )
+    if isinstance(value, (int, float)):
+        low, high = spec.get("minimum"), spec.get("maximum")
+        if (
+            (low is not None and value < low)
+            or (high is not None and value > high)
+            or value != value
+        ):
+            raise InvalidRequestError(name, value, f"must be in {low}..{high}")

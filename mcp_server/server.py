@@ -1,0 +1,127 @@
+"""The MCP server object: a low-level ``mcp.server.Server`` whose handlers read the two tables.
+
+``create_server(config)`` builds it without touching an engine: the backend is made on the first
+tools/list or call, and weights load on the first generation (or in the background with
+``--preload``). ``serve(config)`` runs it on the configured transport.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from mcp.server import Server
+from mcp.server.context import ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    INVALID_PARAMS,
+    CallToolRequestParams,
+    CallToolResult,
+    ListResourcesResult,
+    ListResourceTemplatesResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+    ReadResourceRequestParams,
+    ReadResourceResult,
+)
+
+from abstractvision import AbstractVisionError, ProgressEvent, __version__
+
+from . import resources, tools
+from .config import ServerConfig
+from .engine import Engine
+from .state import ServerState
+
+log = logging.getLogger(__name__)
+RESOURCE_NOT_FOUND = -32002
+
+INSTRUCTIONS = (
+    "Generate images and videos. Task tools return an artifact ref: pass it as the image of "
+    "the next tool instead of bytes; read abstractvision://artifacts/{id} for the bytes. "
+    "Long jobs return a job_id: call get_job(job_id, wait_s)."
+)
+
+
+def create_server(config: ServerConfig, *, engine: Engine | None = None) -> Server[Any]:
+    """Build the server; ``engine`` lets tests inject a backend or store."""
+    state = ServerState.create(config, engine)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Server[Any]) -> AsyncIterator[dict[str, Any]]:
+        if config.preload:
+            state.engine.preload_in_background()
+        yield {}
+
+    async def list_tools(
+        ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
+    ) -> ListToolsResult:
+        found = await anyio.to_thread.run_sync(tools.list_tools, state)
+        return ListToolsResult(tools=found)
+
+    async def call_tool(
+        ctx: ServerRequestContext[Any], params: CallToolRequestParams
+    ) -> CallToolResult:
+        async def progress(event: ProgressEvent) -> None:
+            with contextlib.suppress(Exception):
+                await ctx.session.report_progress(event.step, event.total, event.message)
+
+        return await tools.call(state, params.name, params.arguments, progress)
+
+    async def list_resources(
+        ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
+    ) -> ListResourcesResult:
+        return ListResourcesResult(resources=resources.list_resources())
+
+    async def list_templates(
+        ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
+    ) -> ListResourceTemplatesResult:
+        return ListResourceTemplatesResult(resource_templates=resources.list_templates())
+
+    async def read_resource(
+        ctx: ServerRequestContext[Any], params: ReadResourceRequestParams
+    ) -> ReadResourceResult:
+        uri = str(params.uri)
+        try:
+            found = await anyio.to_thread.run_sync(resources.read, state, uri)
+        except LookupError as exc:  # unknown model / artifact
+            raise MCPError(code=RESOURCE_NOT_FOUND, message=str(exc), data={"uri": uri}) from None
+        except AbstractVisionError as exc:
+            raise MCPError(code=INVALID_PARAMS, message=str(exc), data={"uri": uri}) from None
+        if found is None:
+            raise MCPError(code=RESOURCE_NOT_FOUND, message=f"no resource {uri}", data={"uri": uri})
+        return found
+
+    server: Server[Any] = Server(
+        "abstractvision",
+        version=__version__,
+        title="abstractvision",
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_list_resource_templates=list_templates,
+        on_read_resource=read_resource,
+    )
+    server.abstractvision_state = state  # type: ignore[attr-defined]
+    return server
+
+
+def serve(config: ServerConfig) -> None:
+    """Run on the configured transport until interrupted."""
+    server = create_server(config)
+    if config.transport == "stdio":
+        from mcp.server.stdio import stdio_server
+
+        async def run_stdio() -> None:
+            async with stdio_server() as (read, write):
+                await server.run(read, write, server.create_initialization_options())
+
+        anyio.run(run_stdio)
+        return
+    from .http import run_http
+
+    anyio.run(run_http, server, config)

@@ -12,16 +12,22 @@ Video needs the ``video`` extra (imageio-ffmpeg) for MP4 only; WebP and GIF use 
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import struct
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image, ImageOps
 
-from .errors import InvalidImageError, InvalidRequestError, OptionalDependencyMissingError
+from .errors import (
+    BackendError,
+    InvalidImageError,
+    InvalidRequestError,
+    OptionalDependencyMissingError,
+)
 from .types import LIMITS
 
 __all__ = [
@@ -181,8 +187,9 @@ def _open(data: Any, field: str, max_bytes: int, max_pixels: int) -> tuple[Image
     except InvalidImageError:
         raise
     except Exception as exc:  # any decoder failure on untrusted bytes means "not a valid image"
+        why = "unreadable" if isinstance(exc, Image.UnidentifiedImageError) else exc
         raise InvalidImageError(
-            field, f"corrupt or truncated {fmt.upper()} data ({exc or type(exc).__name__})"
+            field, f"corrupt or truncated {fmt.upper()} data ({why or type(exc).__name__})"
         ) from None
     return image, fmt
 
@@ -239,7 +246,7 @@ def decode_image(data: bytes, *, field: str = "image", mode: str = "RGB") -> Ima
     image = _to_8bit(_oriented(image, field))
     if mode in ("RGB", "L"):
         image = _flatten(image)
-    return image.convert(mode) if image.mode != mode else image.copy()
+    return image.convert(mode) if image.mode != mode else image  # exif_transpose copied it
 
 
 def decode_mask(data: bytes, *, size: tuple[int, int], field: str = "mask") -> Image.Image:
@@ -331,7 +338,7 @@ def thumbnail(
         source = decode_image(bytes(image_or_bytes), mode="RGBA")
     else:
         source = _to_pil(image_or_bytes)
-    side = max_side
+    side = min(max_side, max(source.size))
     while True:
         preview = source.copy()
         preview.thumbnail((side, side), Image.Resampling.LANCZOS)
@@ -344,16 +351,24 @@ def thumbnail(
         side = max(16, side * 2 // 3)
 
 
-def _frames_rgb(frames: Iterable[Any]) -> list[Image.Image]:
-    images = [_flatten(_to_8bit(_to_pil(f))).convert("RGB") for f in frames]
-    if not images:
+def _rgb_frames(frames: Iterable[Any]) -> Iterator[Image.Image]:
+    """Frames converted one at a time (long videos are not copied twice), checked as they come."""
+    size: tuple[int, int] | None = None
+    for n, frame in enumerate(frames, 1):
+        if n > LIMITS.max_frames:
+            raise InvalidRequestError("frames", n, f"must be at most {LIMITS.max_frames} frames")
+        image = _flatten(_to_8bit(_to_pil(frame))).convert("RGB")
+        if size is not None and image.size != size:
+            w, h = image.size
+            raise InvalidRequestError(
+                f"frames[{n - 1}]",
+                f"{w}x{h}",
+                f"all frames must have the same size ({size[0]}x{size[1]})",
+            )
+        size = image.size
+        yield image
+    if size is None:
         raise InvalidRequestError("frames", 0, "at least one frame is required")
-    if len(images) > LIMITS.max_frames:
-        raise InvalidRequestError("frames", len(images), f"must be <= {LIMITS.max_frames}")
-    sizes = {im.size for im in images}
-    if len(sizes) > 1:
-        raise InvalidRequestError("frames", sorted(sizes), "all frames must have the same size")
-    return images
 
 
 def _imageio_ffmpeg(feature: str) -> Any:
@@ -369,8 +384,8 @@ def encode_video(frames: Iterable[Any], *, fps: int, format: str = "mp4") -> tup
     fmt = _format(format, VIDEO_MIME)
     if isinstance(fps, bool) or not isinstance(fps, int) or not 1 <= fps <= LIMITS.max_fps:
         raise InvalidRequestError("fps", fps, f"must be an integer in 1..{LIMITS.max_fps}")
-    images = _frames_rgb(frames)
     if fmt != "mp4":  # GIF stores centiseconds and merges identical consecutive frames
+        images = list(_rgb_frames(frames))
         buffer = io.BytesIO()
         options = {"quality": 90, "method": 4} if fmt == "webp" else {}
         images[0].save(
@@ -384,7 +399,9 @@ def encode_video(frames: Iterable[Any], *, fps: int, format: str = "mp4") -> tup
         )
         return buffer.getvalue(), VIDEO_MIME[fmt]
     ffmpeg = _imageio_ffmpeg("MP4 encoding")
-    width, height = images[0].size
+    stream = _rgb_frames(frames)
+    first = next(stream)
+    width, height = first.size
     even = (width + width % 2, height + height % 2)
     with tempfile.TemporaryDirectory(prefix="abstractvision-") as tmp:
         path = os.path.join(tmp, "video.mp4")
@@ -399,10 +416,16 @@ def encode_video(frames: Iterable[Any], *, fps: int, format: str = "mp4") -> tup
             ffmpeg_log_level="error",
             output_params=["-crf", "18", "-movflags", "+faststart"],
         )
-        writer.send(None)
-        for image in images:
-            writer.send((_pad(image, even) if image.size != even else image).tobytes())
-        writer.close()
+        try:
+            writer.send(None)
+            for image in itertools.chain([first], stream):
+                writer.send((_pad(image, even) if image.size != even else image).tobytes())
+        except InvalidRequestError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"MP4 encoding failed: {exc}") from exc
+        finally:
+            writer.close()  # stops ffmpeg before the temporary directory goes
         with open(path, "rb") as fh:
             return fh.read(), VIDEO_MIME["mp4"]
 
@@ -449,13 +472,16 @@ def _read_mp4(data: bytes, *, count: bool) -> tuple[dict[str, Any], bytes | None
 
 
 def video_info(data: bytes) -> VideoInfo:
-    """Format, size, frame count and frame rate of an encoded video (to check outputs)."""
+    """Format, size, frame count and frame rate of an encoded video (to check outputs).
+
+    Meant for our own outputs: the byte size is not bounded, the frame size still is.
+    """
     fmt = _video_format(data)
     if fmt == "mp4":
         meta, _, n_frames = _read_mp4(data, count=True)
         width, height = meta["size"]
         return VideoInfo("mp4", width, height, n_frames, float(meta["fps"]))
-    image, _ = _open(data, "video", LIMITS.max_image_bytes, LIMITS.max_image_pixels)
+    image, _ = _open(data, "video", max(len(data), 1), LIMITS.max_image_pixels)
     duration = image.info.get("duration") or 0
     fps = 1000.0 / duration if duration else 0.0
     return VideoInfo(fmt, image.width, image.height, getattr(image, "n_frames", 1), fps)
@@ -465,7 +491,8 @@ def poster_frame(data: bytes) -> Image.Image:
     """The first frame as RGB, for previews of a video."""
     fmt = _video_format(data)
     if fmt != "mp4":
-        return decode_image(data, field="video")
+        image, _ = _open(data, "video", max(len(data), 1), LIMITS.max_image_pixels)
+        return _flatten(_to_8bit(image)).convert("RGB")
     meta, first, _ = _read_mp4(data, count=False)
     if first is None:
         raise InvalidImageError("video", "MP4 has no frames")

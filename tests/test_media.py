@@ -322,6 +322,13 @@ def test_thumbnail_impossible_budget_raises() -> None:
         media.thumbnail(_noise(256, 256), max_bytes=10)
 
 
+@settings(max_examples=15, deadline=None)
+@given(st.integers(2_000, 60_000), st.integers(64, 700), st.integers(64, 700))
+def test_thumbnail_always_fits_its_budget(max_bytes: int, w: int, h: int) -> None:
+    data, _ = media.thumbnail(_noise(w, h, seed=w * h), max_bytes=max_bytes)
+    assert len(data) <= max_bytes
+
+
 # --- video ------------------------------------------------------------------------------------
 
 
@@ -377,6 +384,12 @@ def test_encode_video_validates_frames_fps_and_format() -> None:
         media.encode_video(_frames(1), fps=8, format="avi")
     with pytest.raises(InvalidRequestError, match="HxW, HxWx3 or HxWx4"):
         media.encode_video([np.zeros((4, 4, 2), np.uint8)], fps=8)
+
+
+def test_too_many_frames_are_refused_before_encoding() -> None:
+    frames = [np.zeros((2, 2, 3), np.uint8)] * 1026
+    with pytest.raises(InvalidRequestError, match="at most 1025 frames"):
+        media.encode_video(frames, fps=8, format="gif")
 
 
 def test_video_info_refuses_non_video() -> None:
@@ -467,5 +480,5 @@ def test_valid_images_round_trip_losslessly(w: int, h: int, mode: str, seed: int
     assert (info.width, info.height, info.mode, mime) == (w, h, mode, "image/png")
     back = media.decode_image(data, mode=mode)
     assert np.array_equal(np.asarray(back), np.asarray(image))
-    lossless_webp = media.decode_image(media.encode_image(image, "webp")[0], mode="RGB")
-    assert lossless_webp.size == (w, h)
+    webp = media.decode_image(media.encode_image(image, "webp")[0], mode="RGB")
+    assert webp.size == (w, h)

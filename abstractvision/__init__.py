@@ -24,6 +24,7 @@ from .errors import (
     InvalidRequestError,
     OptionalDependencyMissingError,
     OutOfMemoryError,
+    RegistryError,
     UnknownModelError,
 )
 from .model_capabilities import VisionModelCapabilitiesRegistry
@@ -63,6 +64,7 @@ __all__ = [
     "OptionalDependencyMissingError",
     "OutOfMemoryError",
     "ProgressEvent",
+    "RegistryError",
     "RuntimeArtifactStoreAdapter",
     "Task",
     "UnknownModelError",

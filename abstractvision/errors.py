@@ -7,6 +7,7 @@
     ├── CapabilityNotSupportedError      model or backend cannot run the task / option
     ├── InvalidRequestError              a value out of bounds or of the wrong kind (also ValueError)
     │   └── InvalidImageError            image bytes that are not a safe, decodable image
+    ├── RegistryError                    the capability registry file is malformed (also ValueError)
     ├── ArtifactNotFoundError            a well-formed id the store does not hold (also LookupError)
     ├── GenerationCancelledError         the caller cancelled; nothing was stored
     └── BackendError                     the engine failed; the message says what to do
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidRequestError",
     "OptionalDependencyMissingError",
     "OutOfMemoryError",
+    "RegistryError",
     "UnknownModelError",
 ]
 
@@ -89,6 +91,10 @@ class InvalidImageError(InvalidRequestError):
 
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(field, "<image bytes>", reason, message=f"{field}: {reason}")
+
+
+class RegistryError(AbstractVisionError, ValueError):
+    """The registry file is malformed; the message names the file and the bad field."""
 
 
 class ArtifactNotFoundError(AbstractVisionError, LookupError):

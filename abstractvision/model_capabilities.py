@@ -20,9 +20,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import (
-    AbstractVisionError,
     CapabilityNotSupportedError,
     InvalidRequestError,
+    RegistryError,
     UnknownModelError,
 )
 from .types import Task
@@ -58,10 +58,6 @@ SCHEMA_PATH = PACKAGED_PATH.with_name("vision_model_capabilities.schema.json")
 AngleName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 _FRAME_RULE = re.compile(r"^([1-9][0-9]*)k\+([0-9]+)$")
-
-
-class RegistryError(AbstractVisionError, ValueError):
-    """The registry file is malformed; the message names the file and the bad field."""
 
 
 class _Frozen(BaseModel):

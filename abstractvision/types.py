@@ -134,7 +134,7 @@ ImageBytes = Annotated[
     Field(
         min_length=1,
         max_length=LIMITS.max_image_bytes,
-        description="Input image (PNG, JPEG or WebP).",
+        description="Input image (PNG, JPEG, WebP, or the first frame of a GIF).",
     ),
 ]
 MaskBytes = Annotated[

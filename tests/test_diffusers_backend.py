@@ -396,3 +396,20 @@ def test_eviction_under_memory_budget(tiny_sd_dir: Path, tiny_animatediff_dir: P
     assert again.metadata["load_s"] > 0  # evicted, so loaded again
     backend.unload()
     assert backend.get_capabilities().loaded_models == ()
+
+
+def test_missing_diffusers_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['diffusers'] = None\n"  # as if the extra were not installed
+        "from abstractvision.backends import create_backend\n"
+        "from abstractvision.errors import OptionalDependencyMissingError\n"
+        "from abstractvision.types import ImageGenerationRequest\n"
+        "backend = create_backend('diffusers', model_id='a/b')\n"
+        "try:\n"
+        "    backend.generate_image(ImageGenerationRequest(prompt='x'))\n"
+        "except OptionalDependencyMissingError as exc:\n"
+        "    assert 'abstractvision[diffusers]' in str(exc), exc\n"
+        "else:\n"
+        "    raise SystemExit('no error')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

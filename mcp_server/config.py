@@ -166,8 +166,10 @@ def _read_file(path: str) -> dict[str, Any]:
     text = Path(path).read_text(encoding="utf-8")
     if path.endswith(".json"):
         return dict(json.loads(text))
-    import tomllib
-
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        raise ValueError(f"{path}: TOML config needs Python 3.11+; use a .json file") from None
     return dict(tomllib.loads(text))
 
 

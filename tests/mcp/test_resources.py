@@ -26,13 +26,17 @@ async def test_lists_and_capability_documents(fault_client: Any) -> None:
     async with fault_client() as (client, _):
         listed = {r.uri for r in (await client.list_resources()).resources}
         assert listed == {"abstractvision://capabilities", "abstractvision://backend"}
-        templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
+        templates = {
+            t.uri_template for t in (await client.list_resource_templates()).resource_templates
+        }
         assert "abstractvision://capabilities/models/{model_id}" in templates
         assert "abstractvision://artifacts/{id}" in templates
         caps = _json(await client.read_resource("abstractvision://capabilities"))
         assert caps["tasks"]["text_to_image"]["available"] is True
         assert caps["tasks"]["text_to_video"]["available"] is False
-        task = _json(await client.read_resource("abstractvision://capabilities/tasks/text_to_image"))
+        task = _json(
+            await client.read_resource("abstractvision://capabilities/tasks/text_to_image")
+        )
         assert task["configured_models"] == ["fault/model"] and SD15 in task["registry_models"]
         for uri in (f"abstractvision://capabilities/models/{SD15}",
                     "abstractvision://capabilities/models/" + SD15.replace("/", "%2F")):  # fmt: skip

@@ -444,12 +444,18 @@ def request_field_schemas(cls: type[VisionRequest]) -> dict[str, dict[str, Any]]
 
 @dataclass(frozen=True)
 class GeneratedAsset:
-    """What a backend returns: encoded bytes plus metadata (model, seed, timings, size)."""
+    """What a backend returns: encoded bytes plus metadata (model, seed, timings, size).
+
+    ``preview`` is an optional small companion (an animated WebP for a video) that stores keep
+    as a second artifact; metadata stays JSON, so bytes never go there.
+    """
 
     media_type: Literal["image", "video"]
     data: bytes
     mime_type: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    preview: bytes | None = None
+    preview_mime_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -457,7 +463,8 @@ class VisionBackendCapabilities:
     """What a configured backend will do now (the registry says what a model could do).
 
     ``extra_keys`` maps each accepted ``extra`` key to a one-line description; any other key is
-    refused before the backend runs. ``models`` maps a task to the model ids configured for it.
+    refused before the backend runs. ``models`` maps a task to the model ids configured for it;
+    ``frame_rules`` maps a video task to its frame-count rule (e.g. ``"4k+1"``).
     """
 
     supported_tasks: Sequence[str] | None = None
@@ -470,6 +477,7 @@ class VisionBackendCapabilities:
     extra_keys: Mapping[str, str] = field(default_factory=dict)
     models: Mapping[str, Sequence[str]] = field(default_factory=dict)
     loaded_models: Sequence[str] = ()
+    frame_rules: Mapping[str, str] = field(default_factory=dict)
 
     def supports(self, task: str | Task) -> bool:
         return self.supported_tasks is None or str(task) in {str(t) for t in self.supported_tasks}

@@ -198,6 +198,13 @@ class VisionManager:
         if self.store is None:
             return asset
         metadata = {**asset.metadata, "task": request.task.value, "params": request.to_params()}
+        if asset.preview is not None:
+            preview = self.store.store_bytes(
+                asset.preview,
+                content_type=asset.preview_mime_type or "application/octet-stream",
+                tags={"task": request.task.value, "role": "preview"},
+            )
+            metadata["preview"] = {k: preview[k] for k in ("$artifact", "uri", "content_type")}
         return self.store.store_bytes(
             asset.data,
             content_type=asset.mime_type,

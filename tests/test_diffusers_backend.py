@@ -173,6 +173,24 @@ def test_text_to_video_frames(
     assert video_frames(asset.data, ext) == 5
     assert asset.metadata["num_frames"] == 5 and asset.metadata["fps"] == 6
     assert asset.metadata["pipeline"] == "AnimateDiffPipeline"
+    assert asset.preview_mime_type == "image/webp" and video_frames(asset.preview, ".webp") == 5
+
+
+def test_video_preview_is_stored_beside_the_video(
+    backend: HuggingFaceDiffusersVisionBackend, tmp_path: Path
+) -> None:
+    from abstractvision import LocalAssetStore, VisionManager
+    from abstractvision.media import video_info
+
+    store = LocalAssetStore(tmp_path)
+    ref = VisionManager(backend=backend, store=store).generate_video(
+        "a cube", num_frames=5, fps=6, steps=2, seed=1, **SIZE
+    )
+    assert ref["content_type"] == "video/mp4"
+    preview = ref["metadata"]["preview"]
+    info = video_info(store.load_bytes(preview["$artifact"]))
+    assert (info.format, info.n_frames) == ("webp", 5) and max(info.width, info.height) <= 256
+    assert len(store.list_artifacts()) == 2
 
 
 def test_image_to_video_frames(backend: HuggingFaceDiffusersVisionBackend) -> None:
@@ -189,7 +207,9 @@ def test_frame_rule_checked_before_loading(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline"}))
     backend = HuggingFaceDiffusersVisionBackend(models={"text_to_video": str(folder)}, device="cpu")
-    assert backend.get_capabilities().supported_tasks == ("text_to_video",)
+    caps = backend.get_capabilities()
+    assert caps.supported_tasks == ("text_to_video",)
+    assert caps.frame_rules == {"text_to_video": "4k+1"}
     with pytest.raises(InvalidRequestError, match=r"4k\+1 \(e\.g\. 9 or 13\)"):
         backend.generate_video(VideoGenerationRequest(prompt="x", num_frames=10))
 

@@ -8,6 +8,7 @@ imported on first use, so importing this module is cheap. Environment variables 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import random
@@ -20,6 +21,7 @@ from typing import Any
 
 from ..control import GenerationControl
 from ..errors import (
+    AbstractVisionError,
     BackendError,
     CapabilityNotSupportedError,
     InvalidRequestError,
@@ -148,7 +150,17 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
             extra_keys=dict(run.EXTRA_KEYS),
             models={task: tuple(ids) for task, ids in by_task.items()},
             loaded_models=tuple(self._cache.keys()),
+            frame_rules=self._frame_rules(by_task),
         )
+
+    def _frame_rules(self, by_task: dict[str, list[str]]) -> dict[str, str]:
+        rules = {}
+        for task in families.VIDEO_TASKS:
+            info = self._infos.get(by_task.get(task, [None])[0] or "")
+            if info is not None and info.installed:
+                with contextlib.suppress(AbstractVisionError):
+                    rules[task] = _video_family(info, task)[1].rule
+        return rules
 
     def _model_for(self, task: str, requested: str | None) -> families.ModelInfo:
         configured = self._models_by_task().get(task, [])
@@ -303,10 +315,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         control: GenerationControl | None,
         required: tuple[str, ...] = (),
     ) -> GeneratedAsset:
-        class_name, family = info.video_family(task)
-        rule = families.registry_frame_rule(info.source, task)
-        if rule is not None:
-            family = dataclasses.replace(family, frame_step=rule[0], frame_offset=rule[1])
+        class_name, family = _video_family(info, task)
         if request.num_frames is not None:
             family.check_frames(request.num_frames, class_name)
         fps = request.fps or family.default_fps
@@ -322,7 +331,8 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         frames = outputs.video_output(result, info.source)
         data, mime = outputs.encode_video(frames, fps, request.output_format)
         meta.update(width=frames[0].width, height=frames[0].height, num_frames=len(frames), fps=fps)
-        return GeneratedAsset("video", data, mime, meta)
+        preview, preview_mime = outputs.video_preview(frames, fps)
+        return GeneratedAsset("video", data, mime, meta, preview, preview_mime)
 
     def _call(
         self,
@@ -394,3 +404,12 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
 
 def _floor8(side: int) -> int:
     return max(LIMITS.min_side, min(LIMITS.max_side, side - side % LIMITS.side_multiple))
+
+
+def _video_family(info: families.ModelInfo, task: str) -> tuple[str, families.VideoFamily]:
+    """The video pipeline class and its frame rule; the registry's rule wins where it has one."""
+    class_name, family = info.video_family(task)
+    rule = families.registry_frame_rule(info.source, task)
+    if rule is not None:
+        family = dataclasses.replace(family, frame_step=rule[0], frame_offset=rule[1])
+    return class_name, family

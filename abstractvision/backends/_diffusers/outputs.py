@@ -66,3 +66,15 @@ def encode_video(frames: list[Any], fps: int, fmt: str | None) -> tuple[bytes, s
     from ... import media
 
     return media.encode_video(frames, fps=fps, format=fmt or "mp4")
+
+
+def video_preview(frames: list[Any], fps: int, max_side: int = 256) -> tuple[bytes, str]:
+    """An animated WebP at most ``max_side`` px a side: small enough to show inline."""
+    from ... import media
+
+    small = []
+    for frame in frames:
+        frame = frame.copy()
+        frame.thumbnail((max_side, max_side))
+        small.append(frame)
+    return media.encode_video(small, fps=fps, format="webp")

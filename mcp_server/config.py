@@ -35,7 +35,7 @@ class ServerConfig:
     runtime_store: str | None = None
     preview: str = "thumbnail"
     preview_max_side: int = 256
-    preview_max_bytes: int = 48_000
+    preview_max_bytes: int = 40_000
     max_concurrency: int = 1
     wait_s: float = 45.0
     job_ttl_s: float = 3600.0

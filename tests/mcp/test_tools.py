@@ -84,18 +84,30 @@ async def test_generate_read_back_and_edit_by_ref(sd_client: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("preview", "kinds"), [("none", ["text", "resource_link"]), ("full", None)]
+    ("preview", "kinds", "limit"),
+    [
+        ("thumbnail", ["text", "resource_link", "image"], 64 * 1024),
+        ("none", ["text", "resource_link"], 4096),
+        ("full", ["text", "resource_link", "image"], None),
+    ],
 )
-async def test_preview_setting(sd_client: Any, preview: str, kinds: list[str] | None) -> None:
+async def test_preview_setting_bounds_a_512px_result(
+    sd_client: Any, preview: str, kinds: list[str], limit: int | None
+) -> None:
     async with sd_client("--preview", preview) as client:
-        result = await client.call_tool("text_to_image", {"prompt": "x", "steps": 1})
+        args = {"prompt": "x", "steps": 1, "width": 512, "height": 512}
+        result = await client.call_tool("text_to_image", args)
     assert not result.is_error, text(result)
-    if kinds:
-        assert [c.type for c in result.content] == kinds
-    else:
-        assert result.content[2].mime_type == "image/png"
+    assert [c.type for c in result.content] == kinds
     size = len(json.dumps(result.model_dump(by_alias=True, exclude_none=True, mode="json")))
-    assert size < (4096 if preview == "none" else 64 * 1024)
+    if limit is not None:
+        assert size < limit
+    else:  # the full image inline: as big as the artifact itself
+        assert result.content[2].mime_type == "image/png"
+        assert size > result.structured_content["size_bytes"]
+    if preview == "thumbnail":
+        assert result.content[2].mime_type == "image/webp"
+        assert len(base64.b64decode(result.content[2].data)) <= 40_000
 
 
 async def test_only_runnable_tasks_are_listed(tmp_path: Path) -> None:

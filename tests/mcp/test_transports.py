@@ -90,6 +90,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for_http(base: str) -> None:
+    for _ in range(300):
+        try:
+            httpx.get(base + "/mcp", timeout=0.5)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise TimeoutError(f"no server at {base}")
+
+
 @pytest.fixture(scope="module")
 def http_server(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("http")
@@ -101,12 +111,7 @@ def http_server(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path) -> 
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            httpx.get(base + "/mcp", timeout=0.5)
-            break
-        except httpx.TransportError:
-            time.sleep(0.05)
+    wait_for_http(base)
     yield base
     proc.terminate()
     proc.wait(10)

@@ -101,24 +101,22 @@ UTILITY_INPUTS: dict[str, dict[str, Any]] = {
     ),
 }
 
+# Published output schema of the task tools and get_job: the ref (more keys may follow), a
+# multi-view result's ``views``, or a job handle while the job runs.
 GENERATION_OUTPUT: dict[str, Any] = {
     "type": "object",
     "properties": {
         "$artifact": {"type": "string"},
         "uri": {"type": "string"},
         "content_type": {"type": "string"},
-        "size_bytes": {"type": "integer"},
-        "sha256": {"type": "string"},
         "width": {"type": "integer"},
         "height": {"type": "integer"},
         "frames": {"type": "integer"},
         "model": {"type": "string"},
         "seed": {"type": "integer"},
-        "timings": {"type": "object"},
-        "views": {"type": "array", "items": {"type": "object"}},
+        "views": {"type": "array"},
         "job_id": {"type": "string"},
         "status": {"type": "string", "enum": JOB_STATUSES},
-        "progress": {"type": "object"},
     },
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -44,6 +45,10 @@ from abstractvision.types import (
 pytestmark = pytest.mark.slow
 
 SIZE = {"width": 64, "height": 64}
+
+
+# CUDA runs of this file: ABSTRACTVISION_TEST_DEVICE=cuda (CI has no GPU and uses the CPU).
+DEVICE = os.environ.get("ABSTRACTVISION_TEST_DEVICE", "cpu")
 
 
 def t2i(seed: int | None = 1, steps: int = 2, **extra: Any) -> ImageGenerationRequest:
@@ -86,7 +91,7 @@ def backend(
     config = HuggingFaceDiffusersBackendConfig(
         model_id=str(tiny_sd_dir),
         models={"text_to_video": str(tiny_animatediff_dir), "image_to_video": str(tiny_svd_dir)},
-        device="cpu",
+        device=DEVICE,
         lora_allowlist=[str(tiny_models_root)],
     )
     return HuggingFaceDiffusersVisionBackend(config=config)
@@ -150,7 +155,7 @@ def test_edit_resizes_to_requested_size(backend: HuggingFaceDiffusersVisionBacke
 
 
 def test_dedicated_inpaint_model(tiny_sd_inpaint_dir: Path) -> None:
-    backend = HuggingFaceDiffusersVisionBackend(model_id=str(tiny_sd_inpaint_dir), device="cpu")
+    backend = HuggingFaceDiffusersVisionBackend(model_id=str(tiny_sd_inpaint_dir), device=DEVICE)
     caps = backend.get_capabilities()
     assert caps.supported_tasks == ("image_to_image",) and caps.supports_mask
     asset = backend.edit_image(ImageEditRequest(prompt="x", image=png(), mask=half_mask(), steps=2))
@@ -206,7 +211,9 @@ def test_frame_rule_checked_before_loading(tmp_path: Path) -> None:
     folder = tmp_path / "wan-shaped"
     folder.mkdir()
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline"}))
-    backend = HuggingFaceDiffusersVisionBackend(models={"text_to_video": str(folder)}, device="cpu")
+    backend = HuggingFaceDiffusersVisionBackend(
+        models={"text_to_video": str(folder)}, device=DEVICE
+    )
     caps = backend.get_capabilities()
     assert caps.supported_tasks == ("text_to_video",)
     assert caps.frame_rules == {"text_to_video": "4k+1"}
@@ -350,7 +357,7 @@ def test_threads_share_one_backend(backend: HuggingFaceDiffusersVisionBackend) -
 
 def test_missing_hub_model_fails_fast_without_network() -> None:
     backend = HuggingFaceDiffusersVisionBackend(
-        model_id="nobody-here/not-a-model-xyz", device="cpu"
+        model_id="nobody-here/not-a-model-xyz", device=DEVICE
     )
     started = time.perf_counter()
     with pytest.raises(UnknownModelError, match=r"not in the local cache.*allow_download"):
@@ -359,14 +366,14 @@ def test_missing_hub_model_fails_fast_without_network() -> None:
 
 
 def test_missing_local_folder(tmp_path: Path) -> None:
-    backend = HuggingFaceDiffusersVisionBackend(model_id=str(tmp_path / "nope"), device="cpu")
+    backend = HuggingFaceDiffusersVisionBackend(model_id=str(tmp_path / "nope"), device=DEVICE)
     with pytest.raises(UnknownModelError, match=r"model_index.json"):
         backend.generate_image(t2i())
 
 
 def test_pipeline_class_missing_from_diffusers(tmp_path: Path) -> None:
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "FutureVisionPipeline"}))
-    backend = HuggingFaceDiffusersVisionBackend(model_id=str(tmp_path), device="cpu")
+    backend = HuggingFaceDiffusersVisionBackend(model_id=str(tmp_path), device=DEVICE)
     with pytest.raises(BackendError, match=r"FutureVisionPipeline.*pip install -U diffusers"):
         backend.generate_image(t2i())
 
@@ -391,7 +398,7 @@ def test_out_of_memory_is_typed_and_recoverable(
 def test_all_nan_output_is_an_error(tiny_sd_dir: Path) -> None:
     import torch
 
-    backend = HuggingFaceDiffusersVisionBackend(model_id=str(tiny_sd_dir), device="cpu")
+    backend = HuggingFaceDiffusersVisionBackend(model_id=str(tiny_sd_dir), device=DEVICE)
     vae = backend.get_pipeline("text_to_image").vae
     with torch.no_grad():
         vae.decoder.conv_out.bias.fill_(float("nan"))
@@ -405,7 +412,7 @@ def test_eviction_under_memory_budget(tiny_sd_dir: Path, tiny_animatediff_dir: P
     backend = HuggingFaceDiffusersVisionBackend(
         model_id=str(tiny_sd_dir),
         models={"text_to_video": str(tiny_animatediff_dir)},
-        device="cpu",
+        device=DEVICE,
         memory_budget_bytes=1,
     )
     backend.preload()

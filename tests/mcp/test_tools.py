@@ -133,3 +133,22 @@ async def test_catalogue_tools(sd_client: Any, tiny_sd_dir: Path) -> None:
     assert models.structured_content["configured"]["text_to_image"] == [str(tiny_sd_dir)]
     assert caps.structured_content["tasks"]["text_to_image"]["available"] is True
     assert "text_to_image" in model.structured_content["tasks"]
+
+
+async def test_text_to_video_with_poster_preview(
+    tmp_path: Path, tiny_animatediff_dir: Path
+) -> None:
+    cfg = config(tmp_path, "--model", str(tiny_animatediff_dir), "--device", "cpu")
+    async with connect(cfg) as client:
+        result = await client.call_tool(
+            "text_to_video", {"prompt": "x", "steps": 2, "num_frames": 4}
+        )
+        assert not result.is_error, text(result)
+        ref = result.structured_content
+        assert ref["content_type"] == "video/mp4" and ref["frames"] == 4
+        assert result.content[2].mime_type == "image/webp"
+        read = await client.read_resource(ref["uri"])
+        assert read.contents[0].mime_type == "video/mp4"
+        # once the backend has been probed, only what it can run is listed
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert "text_to_video" in names and "text_to_image" not in names

@@ -1,6 +1,7 @@
 """The MCP Inspector CLI (npm @modelcontextprotocol/inspector) as a third-party client.
 
-Install it once with ``scripts/install-inspector`` (into .ci/node); skipped when it is absent.
+``scripts/test`` installs it into .ci/node (``scripts/install-inspector``); skipped only on a
+machine without Node.js, and a failure when Node is there but the Inspector is not.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from test_transports import ENV, server_args, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[2]
 INSPECTOR = ROOT / ".ci/node/node_modules/.bin/mcp-inspector"
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not INSPECTOR.exists(),
-    reason="MCP Inspector not installed: run scripts/install-inspector",
-)
+pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js")
+
+
+def test_inspector_is_installed() -> None:
+    assert INSPECTOR.exists(), "MCP Inspector missing: run scripts/install-inspector"
 
 
 def inspect(target: list[str], *args: str, env: bool = True) -> Any:

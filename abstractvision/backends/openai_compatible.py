@@ -1,0 +1,427 @@
+"""Any OpenAI-compatible image/video service as a backend (OpenAI, local servers, our own).
+
+text->image posts to ``/images/generations``, image->image to ``/images/edits`` (multipart; our
+white=change mask is sent the OpenAI way, transparent=edit), text/image->video use the video
+jobs API (``POST /videos``, poll ``GET /videos/{id}``, ``GET /videos/{id}/content``). Fields that
+only local servers accept (seed, steps, guidance_scale, negative_prompt...) are sent only when
+set, so OpenAI itself never sees them unasked. A ``url`` result is fetched through
+``abstractvision.net`` (public addresses only unless allowed, size and time capped).
+Environment variables are not read here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+import httpx
+
+from .. import media, net
+from ..control import GenerationControl
+from ..errors import (
+    AbstractVisionError,
+    BackendError,
+    InvalidRequestError,
+)
+from ..types import (
+    GeneratedAsset,
+    ImageEditRequest,
+    ImageGenerationRequest,
+    ImageToVideoRequest,
+    Task,
+    VideoGenerationRequest,
+    VisionBackendCapabilities,
+)
+from ._openai_http import HTTPTransport, RemoteServiceError, wait
+from .base_backend import VisionBackend
+
+__all__ = [
+    "EXTRA_KEYS",
+    "OpenAICompatibleBackendConfig",
+    "OpenAICompatibleVisionBackend",
+    "RemoteServiceError",
+]
+
+log = logging.getLogger(__name__)
+
+_TASKS = tuple(t.value for t in Task if t is not Task.MULTI_VIEW_IMAGE)
+
+# The only ``extra`` keys forwarded (plus those a config adds); each goes into the request body.
+EXTRA_KEYS: Mapping[str, str] = MappingProxyType(
+    {
+        "quality": "image quality (OpenAI: low, medium, high, auto; dall-e-3: standard, hd)",
+        "style": "dall-e-3 style: vivid or natural",
+        "background": "gpt-image background: transparent, opaque or auto",
+        "moderation": "gpt-image moderation level: low or auto",
+        "output_compression": "0-100 compression of webp/jpeg results (gpt-image)",
+        "input_fidelity": "image edits: how closely to keep the input (low or high)",
+        "user": "end-user id passed on to the service",
+        "seconds": 'video length the service renders, e.g. "4" (OpenAI: 4, 8 or 12)',
+    }
+)
+# Never taken from ``extra``: they come from the request or the config.
+RESERVED = frozenset(
+    {"prompt", "model", "n", "size", "response_format", "output_format", "image", "mask"}
+    | {"input_reference", "stream", "negative_prompt", "seed", "steps", "guidance_scale"}
+    | {"strength", "num_frames", "fps"}
+)
+_THUMBNAIL_MAX_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class OpenAICompatibleBackendConfig:
+    """Where the service is and how to talk to it; ``models`` maps a task to the model ids."""
+
+    base_url: str
+    api_key: str | None = None
+    model_id: str | None = None
+    models: Mapping[str, str | Sequence[str]] = field(default_factory=dict)
+    tasks: Sequence[str] = _TASKS
+    supports_mask: bool = True
+    timeout_s: float = 300.0
+    max_retries: int = 3
+    retry_max_wait_s: float = 30.0
+    response_format: Literal["b64_json", "url"] | None = "b64_json"
+    allow_private_urls: bool = False
+    url_timeout_s: float = 60.0
+    max_result_bytes: int = 256 * 1024 * 1024
+    poll_interval_s: float = 1.0
+    video_timeout_s: float = 3600.0
+    images_generations_path: str = "/images/generations"
+    images_edits_path: str = "/images/edits"
+    videos_path: str = "/videos"
+    extra_keys: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise InvalidRequestError("base_url", self.base_url, "must start with http(s)://")
+        unknown = [t for t in self.tasks if t not in _TASKS]
+        if unknown:
+            raise InvalidRequestError("tasks", unknown[0], f"must be among {', '.join(_TASKS)}")
+        models: dict[str, tuple[str, ...]] = {}
+        for task, ids in dict(self.models).items():
+            if task not in _TASKS:
+                raise InvalidRequestError("models", task, f"task must be one of {_TASKS}")
+            models[task] = (ids,) if isinstance(ids, str) else tuple(ids)
+        object.__setattr__(self, "models", MappingProxyType(models))
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        clash = sorted(RESERVED & set(self.extra_keys))
+        if clash:
+            raise InvalidRequestError("extra_keys", clash[0], "is a request field, not an extra")
+        for name in ("timeout_s", "poll_interval_s", "video_timeout_s", "url_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise InvalidRequestError(name, getattr(self, name), "must be > 0")
+        if self.max_retries < 0 or self.max_result_bytes < 1:
+            raise InvalidRequestError("max_retries", self.max_retries, "must be >= 0")
+
+
+class OpenAICompatibleVisionBackend(VisionBackend):
+    """Thread-safe: one pooled HTTP client; each call is independent."""
+
+    def __init__(self, config: OpenAICompatibleBackendConfig | None = None, **options: Any) -> None:
+        self.config = config if config is not None else OpenAICompatibleBackendConfig(**options)
+        self._http = HTTPTransport(
+            self.config.base_url,
+            api_key=self.config.api_key,
+            timeout_s=self.config.timeout_s,
+            max_retries=self.config.max_retries,
+            retry_max_wait_s=self.config.retry_max_wait_s,
+            headers=self.config.headers,
+        )
+        self._extra_keys = {**EXTRA_KEYS, **self.config.extra_keys}
+
+    def get_capabilities(self) -> VisionBackendCapabilities:
+        return VisionBackendCapabilities(
+            supported_tasks=self.config.tasks,
+            supports_mask=self.config.supports_mask,
+            supports_control_image=False,
+            extra_keys=dict(self._extra_keys),
+            models=dict(self.config.models),
+        )
+
+    def close(self) -> None:
+        """Close the connection pool (a later call opens a new one)."""
+        self._http.close()
+
+    # --- images ----------------------------------------------------------------------------------
+
+    def generate_image(
+        self, request: ImageGenerationRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        body = self._common(request, Task.TEXT_TO_IMAGE)
+        if self.config.response_format:
+            body["response_format"] = self.config.response_format
+        path = self.config.images_generations_path
+        return self._image_call(request, body, control, json=body, path=path)
+
+    def edit_image(
+        self, request: ImageEditRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        fields = self._common(request, Task.IMAGE_TO_IMAGE)
+        if request.strength is not None:
+            fields["strength"] = request.strength
+        if self.config.response_format:
+            fields["response_format"] = self.config.response_format
+        info = media.inspect_image(request.image, field="image")
+        files: dict[str, tuple[str, bytes, str]] = {
+            "image": (f"image.{info.format}", request.image, info.mime_type)
+        }
+        if request.mask is not None:
+            mask = media.decode_mask(request.mask, size=(info.width, info.height))
+            files["mask"] = ("mask.png", media.mask_to_alpha_png(mask), "image/png")
+        data = {k: _form_value(v) for k, v in fields.items()}
+        path = self.config.images_edits_path
+        return self._image_call(request, fields, control, data=data, files=files, path=path)
+
+    def _image_call(
+        self,
+        request: ImageGenerationRequest | ImageEditRequest,
+        sent: dict[str, Any],
+        control: GenerationControl | None,
+        *,
+        path: str,
+        **send: Any,
+    ) -> GeneratedAsset:
+        started = time.perf_counter()
+        response = self._http.request("POST", path, control=control, **send)
+        payload = _json(response)
+        items = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(items, list) or not items or not isinstance(items[0], dict):
+            raise BackendError(f"{path} answered without a data[0] image: {str(payload)[:200]}")
+        first = items[0]
+        data = self._result_bytes(first)
+        data, mime, info = _as_format(data, request.output_format)
+        meta: dict[str, Any] = {
+            "model": sent.get("model"),
+            "seed": request.seed,
+            "width": info.width,
+            "height": info.height,
+            "generate_s": round(time.perf_counter() - started, 4),
+            "endpoint": path,
+        }
+        if first.get("revised_prompt"):
+            meta["revised_prompt"] = str(first["revised_prompt"])
+        return GeneratedAsset("image", data, mime, {k: v for k, v in meta.items() if v is not None})
+
+    def _result_bytes(self, item: Mapping[str, Any]) -> bytes:
+        if isinstance(item.get("b64_json"), str):
+            try:
+                return base64.b64decode(item["b64_json"], validate=True)
+            except (binascii.Error, ValueError):
+                raise BackendError("the service returned b64_json that is not base64") from None
+        if isinstance(item.get("url"), str):
+            try:
+                with httpx.Client() as client:  # no API key on a fetch the server chose
+                    return net.fetch_url(
+                        client,
+                        item["url"],
+                        max_bytes=self.config.max_result_bytes,
+                        timeout_s=self.config.url_timeout_s,
+                        allow_private=self.config.allow_private_urls,
+                        field="result url",
+                    )
+            except InvalidRequestError as exc:
+                raise BackendError(f"the service's result URL was not fetched: {exc}") from None
+        raise BackendError("the service's result has neither b64_json nor url")
+
+    # --- videos ----------------------------------------------------------------------------------
+
+    def generate_video(
+        self, request: VideoGenerationRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        return self._video(request, Task.TEXT_TO_VIDEO, None, control)
+
+    def image_to_video(
+        self, request: ImageToVideoRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        return self._video(request, Task.IMAGE_TO_VIDEO, request.image, control)
+
+    def _video(
+        self,
+        request: VideoGenerationRequest | ImageToVideoRequest,
+        task: Task,
+        image: bytes | None,
+        control: GenerationControl | None,
+    ) -> GeneratedAsset:
+        control = control if control is not None else GenerationControl()
+        body = self._common(request, task)
+        for name in ("num_frames", "fps"):
+            if getattr(request, name) is not None:
+                body[name] = getattr(request, name)
+        if request.output_format is not None:
+            body["output_format"] = request.output_format
+        base = self.config.videos_path.rstrip("/")
+        if image is None:
+            send: dict[str, Any] = {"json": body}
+        else:
+            info = media.inspect_image(image, field="image")
+            send = {
+                "data": {k: _form_value(v) for k, v in body.items()},
+                "files": {"input_reference": (f"image.{info.format}", image, info.mime_type)},
+            }
+        started = time.perf_counter()
+        job = _json(self._http.request("POST", base, control=control, **send))
+        job_id = str(job.get("id") or "") if isinstance(job, dict) else ""
+        if not job_id:
+            raise BackendError(f"POST {base} answered without a job id: {str(job)[:200]}")
+        finished = False
+        try:
+            job = self._poll(f"{base}/{job_id}", job, control)
+            data, mime = self._download(f"{base}/{job_id}/content", control)
+            finished = True
+        finally:
+            if not finished:
+                self._abandon(f"{base}/{job_id}")
+        preview = self._thumbnail(f"{base}/{job_id}/content")
+        meta = _video_meta(job, data, body.get("model"), request.seed)
+        meta["generate_s"] = round(time.perf_counter() - started, 4)
+        return GeneratedAsset(
+            "video", data, mime, meta, preview[0] if preview else None, preview and preview[1]
+        )
+
+    def _poll(self, path: str, job: dict[str, Any], control: GenerationControl) -> dict[str, Any]:
+        deadline = time.monotonic() + self.config.video_timeout_s
+        while True:
+            status = str(job.get("status", ""))
+            progress = job.get("progress")
+            if isinstance(progress, (int, float)) and not isinstance(progress, bool):
+                control.report(int(progress), 100, f"{status} {int(progress)}%")
+            if status == "completed":
+                return job
+            if status in ("failed", "cancelled", "expired"):
+                error = job.get("error") or {}
+                message = error.get("message") if isinstance(error, dict) else str(error)
+                raise BackendError(f"the video job {status}: {message or 'no reason given'}")
+            if time.monotonic() > deadline:
+                raise BackendError(
+                    f"the video job did not finish in {self.config.video_timeout_s:g} s"
+                )
+            wait(self.config.poll_interval_s, control)
+            job = _json(self._http.request("GET", path, control=control))
+            if not isinstance(job, dict):
+                raise BackendError(f"GET {path} did not answer a job object")
+
+    def _download(self, path: str, control: GenerationControl) -> tuple[bytes, str]:
+        response = self._http.request("GET", path, control=control, stream=True)
+        try:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > self.config.max_result_bytes:
+                    raise BackendError(
+                        f"the video is larger than max_result_bytes={self.config.max_result_bytes}"
+                    )
+            kind = response.headers.get("content-type", "").split(";")[0].strip()
+        except httpx.HTTPError as exc:
+            raise BackendError(f"downloading {path} failed: {exc}") from None
+        finally:
+            response.close()
+        return bytes(body), _video_mime(bytes(body), kind)
+
+    def _thumbnail(self, path: str) -> tuple[bytes, str] | None:
+        """The service's poster/preview image (``variant=thumbnail``) if it has one; best effort."""
+        try:
+            response = self._http.request("GET", path, params={"variant": "thumbnail"})
+            data = response.content
+            if len(data) > _THUMBNAIL_MAX_BYTES:
+                return None
+            return data, media.inspect_image(data, field="thumbnail").mime_type
+        except AbstractVisionError as exc:
+            log.debug("no thumbnail from %s: %s", path, exc)
+            return None
+
+    def _abandon(self, path: str) -> None:
+        """Delete a job we stop waiting for, so it does not keep running and billing."""
+        try:
+            self._http.request("DELETE", path)
+        except AbstractVisionError as exc:
+            log.info("could not delete abandoned video job %s: %s", path, exc)
+
+    # --- shared ----------------------------------------------------------------------------------
+
+    def _common(self, request: Any, task: Task) -> dict[str, Any]:
+        """Body fields every endpoint takes: model, prompt, size, local-server extras, extra."""
+        model = request.model or next(iter(self.config.models.get(task.value, ())), None)
+        body: dict[str, Any] = {"model": model or self.config.model_id}
+        if request.prompt is not None:
+            body["prompt"] = request.prompt
+        if task in (Task.TEXT_TO_IMAGE, Task.IMAGE_TO_IMAGE):
+            body["n"] = 1
+        if (request.width is None) != (request.height is None):
+            missing = "height" if request.height is None else "width"
+            raise InvalidRequestError(missing, None, "set width and height together here")
+        if request.width is not None:
+            body["size"] = f"{request.width}x{request.height}"
+        if task in (Task.TEXT_TO_IMAGE, Task.IMAGE_TO_IMAGE) and request.output_format:
+            body["output_format"] = request.output_format
+        for name in ("negative_prompt", "seed", "steps", "guidance_scale"):
+            if getattr(request, name) is not None:
+                body[name] = getattr(request, name)
+        for key, value in request.extra.items():
+            if key in RESERVED or key not in self._extra_keys:
+                accepted = ", ".join(sorted(self._extra_keys))
+                raise InvalidRequestError(f"extra.{key}", value, f"accepted: {accepted}")
+            body[key] = value
+        return {k: v for k, v in body.items() if v is not None}
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        text = response.text[:200]
+        raise BackendError(f"the service answered malformed JSON: {text!r}") from None
+
+
+def _form_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _as_format(data: bytes, wanted: str | None) -> tuple[bytes, str, media.ImageInfo]:
+    """Prove the result is an image; re-encode it when the service ignored ``output_format``."""
+    try:
+        info = media.inspect_image(data, field="result")
+        if wanted is None or info.format == wanted:
+            return data, info.mime_type, info
+        mode = "RGB" if wanted == "jpeg" else "RGBA"
+        data, _ = media.encode_image(media.decode_image(data, mode=mode), wanted)
+        return data, media.IMAGE_MIME[wanted], media.inspect_image(data, field="result")
+    except InvalidRequestError as exc:
+        raise BackendError(f"the service returned an unusable image: {exc}") from None
+
+
+def _video_mime(data: bytes, declared: str) -> str:
+    if data[4:8] == b"ftyp":
+        return "video/mp4"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[:4] == b"GIF8":
+        return "image/gif"
+    if declared.startswith("video/"):
+        return declared
+    raise BackendError(f"the service returned no video (content-type {declared or 'none'})")
+
+
+def _video_meta(job: dict[str, Any], data: bytes, model: Any, seed: int | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"video_id": job.get("id"), "model": job.get("model") or model}
+    if seed is not None:
+        meta["seed"] = seed
+    with contextlib.suppress(AbstractVisionError, ImportError):
+        info = media.video_info(data)
+        meta.update(width=info.width, height=info.height, num_frames=info.n_frames, fps=info.fps)
+    if "width" not in meta and isinstance(job.get("size"), str) and "x" in job["size"]:
+        width, _, height = job["size"].partition("x")
+        if width.isdigit() and height.isdigit():
+            meta.update(width=int(width), height=int(height))
+    if job.get("seconds") is not None:
+        meta["seconds"] = job["seconds"]
+    return {k: v for k, v in meta.items() if v is not None}

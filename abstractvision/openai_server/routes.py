@@ -18,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .. import media
 from ..control import GenerationControl
-from ..errors import BackendError
+from ..errors import BackendError, CapabilityNotSupportedError
 from ..types import REQUEST_TYPES, GeneratedAsset, Task
 from ..vision_manager import VisionManager
 from .errors import ApiError
@@ -138,7 +139,13 @@ async def videos_create(request: Request) -> Response:
     ctx = _ctx(request)
     fields, files, typed = await read_body(request)
     task, params, seconds = video_params(fields, files, typed, extra_keys=await _extra_keys(ctx))
-    REQUEST_TYPES[Task(task)].from_dict(params)  # a bad value is a 400 now, not a failed job
+    # What can be refused now is a 400 now, not a failed job later.
+    REQUEST_TYPES[Task(task)].from_dict(params)
+    caps = await anyio.to_thread.run_sync(ctx.manager.capabilities)
+    if not caps.supports(task):
+        raise CapabilityNotSupportedError(f"this server cannot run {task}")
+    if "image" in params:
+        media.inspect_image(params["image"], field="input_reference")
     size = f"{params['width']}x{params['height']}" if "width" in params else None
     model = params.get("model") or _default_model(ctx, task)
     job = ctx.jobs.submit(

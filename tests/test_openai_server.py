@@ -1,0 +1,332 @@
+"""The OpenAI-compatible server, driven by the official ``openai`` client over real HTTP.
+
+Tiny random-weight Diffusers models (see conftest) generate behind it; faults and limits use a
+small stand-in backend so they cost no model time.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from http_servers import half_mask, image_size, png, serving
+
+from abstractvision import VisionManager, media
+from abstractvision.backends.base_backend import VisionBackend
+from abstractvision.control import GenerationControl
+from abstractvision.errors import InvalidRequestError
+from abstractvision.openai_server import check_bind, create_app
+from abstractvision.types import (
+    GeneratedAsset,
+    ImageGenerationRequest,
+    VideoGenerationRequest,
+    VisionBackendCapabilities,
+)
+
+openai = pytest.importorskip("openai", reason="the official client is a dev dependency")
+
+TOKEN = "test-token"
+# openai marks the video API as deprecated (Sora's end date); the shape is what we serve.
+pytestmark = pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")
+
+
+# --- the real thing: tiny Diffusers models behind the server -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def diffusers_backend(
+    tiny_sd_dir: Path, tiny_animatediff_dir: Path, tiny_svd_dir: Path
+) -> VisionBackend:
+    from abstractvision.backends.huggingface_diffusers import HuggingFaceDiffusersVisionBackend
+
+    return HuggingFaceDiffusersVisionBackend(
+        model_id=str(tiny_sd_dir),
+        models={"text_to_video": str(tiny_animatediff_dir), "image_to_video": str(tiny_svd_dir)},
+        device="cpu",
+    )
+
+
+@pytest.fixture(scope="module")
+def server(diffusers_backend: VisionBackend) -> Iterator[str]:
+    with serving(create_app(VisionManager(diffusers_backend), auth_token=TOKEN)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server: str) -> Any:
+    return openai.OpenAI(base_url=server + "/v1", api_key=TOKEN, max_retries=0, timeout=60)
+
+
+def _b64(result: Any) -> bytes:
+    return base64.b64decode(result.data[0].b64_json)
+
+
+@pytest.mark.slow
+def test_images_generate(client: Any) -> None:
+    steps = {"steps": 2, "seed": 7}
+    first = client.images.generate(prompt="a red cube", size="64x64", extra_body=steps)
+    again = client.images.generate(prompt="a red cube", size="64x64", extra_body=steps)
+    assert image_size(_b64(first)) == (64, 64)
+    assert (first.output_format, first.size) == ("png", "64x64")
+    assert _b64(first) == _b64(again)  # the seed travels through HTTP
+    wide = client.images.generate(
+        prompt="a red cube", size="96x64", output_format="webp", extra_body=steps
+    )
+    assert image_size(_b64(wide)) == (96, 64)
+    assert media.inspect_image(_b64(wide)).format == "webp"
+    two = client.images.generate(prompt="x", size="64x64", n=2, extra_body=steps)
+    assert len(two.data) == 2 and _b64(two) != base64.b64decode(two.data[1].b64_json)
+
+
+@pytest.mark.slow
+def test_images_edit_with_and_without_mask(client: Any) -> None:
+    source = ("in.png", png(), "image/png")
+    extra = {"steps": 2, "seed": 1, "strength": 0.8}
+    plain = client.images.edit(image=source, prompt="blue", extra_body=extra)
+    assert image_size(_b64(plain)) == (64, 64)
+    masked = client.images.edit(
+        image=source, mask=("m.png", half_mask(), "image/png"), prompt="blue", extra_body=extra
+    )
+    assert image_size(_b64(masked)) == (64, 64)
+    assert _b64(masked) != _b64(plain)
+
+
+def _poll(client: Any, video_id: str) -> tuple[Any, list[int]]:
+    seen = []
+    deadline = time.monotonic() + 60
+    video = client.videos.retrieve(video_id)
+    while video.status in ("queued", "in_progress") and time.monotonic() < deadline:
+        seen.append(video.progress)
+        time.sleep(0.05)
+        video = client.videos.retrieve(video_id)
+    return video, seen
+
+
+@pytest.mark.slow
+def test_videos_create_retrieve_download(client: Any) -> None:
+    options = {"num_frames": 4, "fps": 4, "steps": 8, "seed": 3}
+    video = client.videos.create(prompt="a cube", size="64x64", extra_body=options)
+    assert video.status in ("queued", "in_progress") and video.id.startswith("video_")
+    video, seen = _poll(client, video.id)
+    assert video.status == "completed", video.error
+    assert (video.progress, video.size, video.seconds) == (100, "64x64", "1")
+    assert any(0 < p < 100 for p in seen), seen  # step progress was visible while it ran
+    data = client.videos.download_content(video.id).content
+    info = media.video_info(data)
+    assert (info.format, info.width, info.height, info.n_frames) == ("mp4", 64, 64, 4)
+    thumb = client.videos.download_content(video.id, variant="thumbnail").content
+    assert media.inspect_image(thumb).format == "webp"
+    assert video.id in {v.id for v in client.videos.list()}
+    assert client.videos.delete(video.id).deleted
+    with pytest.raises(openai.NotFoundError):
+        client.videos.retrieve(video.id)
+
+
+@pytest.mark.slow
+def test_image_to_video_from_input_reference(client: Any) -> None:
+    video = client.videos.create(
+        prompt="move",
+        size="64x64",
+        input_reference=("ref.png", png(), "image/png"),
+        extra_body={"num_frames": 3, "steps": 2, "fps": 3},
+    )
+    video, _ = _poll(client, video.id)
+    assert video.status == "completed", video.error
+    info = media.video_info(client.videos.download_content(video.id).content)
+    assert (info.width, info.height, info.n_frames) == (64, 64, 3)
+
+
+@pytest.mark.slow
+def test_models_list(client: Any, tiny_sd_dir: Path, tiny_svd_dir: Path) -> None:
+    ids = {m.id for m in client.models.list()}
+    assert {str(tiny_sd_dir), str(tiny_svd_dir)} <= ids
+
+
+@pytest.mark.slow
+def test_errors_in_openai_shape(client: Any, server: str) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.images.generate(prompt="x", size="65x64")
+    assert info.value.body["param"] == "width" and "multiple of 8" in info.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as info:
+        client.images.generate(prompt="x", extra_body={"colour": "red"})
+    assert info.value.body["param"] == "colour"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.images.generate(prompt="x", response_format="url")
+    assert info.value.body["param"] == "response_format"
+    with pytest.raises(openai.NotFoundError) as info:
+        client.images.generate(prompt="x", model="nobody/nothing")
+    assert info.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.videos.create(prompt="x", extra_body={"num_frames": 0})
+    assert info.value.body["param"] == "num_frames"
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=server + "/v1", api_key="wrong", max_retries=0).models.list()
+    answer = httpx.post(server + "/v1/images/generations", content=b"{nope", headers=_auth())
+    assert answer.status_code == 400
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+def _auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+# --- limits, jobs and mounting on a stand-in backend --------------------------------------------
+
+
+class SlowStub(VisionBackend):
+    """Makes a flat image at the asked size; videos take ``steps`` x 50 ms and honour cancel."""
+
+    def __init__(self) -> None:
+        self.cancelled = 0
+
+    def get_capabilities(self) -> VisionBackendCapabilities:
+        return VisionBackendCapabilities(
+            supported_tasks=("text_to_image", "text_to_video"),
+            extra_keys={"style": "passed through"},
+            models={"text_to_image": ("stub-image",), "text_to_video": ("stub-video",)},
+        )
+
+    def generate_image(
+        self, request: ImageGenerationRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        size = (request.width or 64, request.height or 64)
+        data, mime = media.encode_image(media.decode_image(png(size)), "png")
+        return GeneratedAsset("image", data, mime, {"width": size[0], "height": size[1]})
+
+    def generate_video(
+        self, request: VideoGenerationRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        control = control or GenerationControl()
+        steps = request.steps or 4
+        for step in range(steps):
+            if control.cancelled:
+                self.cancelled += 1
+            control.check()
+            control.report(step + 1, steps)
+            time.sleep(0.05)
+        frames = [media.decode_image(png((64, 64), (10 * i, 0, 0))) for i in range(3)]
+        data, mime = media.encode_video(frames, fps=request.fps or 3, format="webp")
+        return GeneratedAsset("video", data, mime, {"width": 64, "height": 64})
+
+
+def test_body_limit_and_unknown_job() -> None:
+    app = create_app(VisionManager(SlowStub()), max_body_bytes=2000)
+    with serving(app) as url:
+        big = httpx.post(url + "/v1/images/generations", json={"prompt": "x" * 5000})
+        assert big.status_code == 413 and "2000" in big.json()["error"]["message"]
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: caught while streaming
+            yield b'{"prompt": "'
+            yield b"x" * 5000
+            yield b'"}'
+
+        streamed = httpx.post(url + "/v1/images/generations", content=chunks())
+        assert streamed.status_code == 413
+        small = httpx.post(url + "/v1/images/generations", json={"prompt": "x", "size": "72x64"})
+        assert small.status_code == 200 and small.json()["size"] == "72x64"
+        assert httpx.get(url + "/v1/videos/video_nope").status_code == 404
+        models = httpx.get(url + "/v1/models").json()["data"]
+        assert {m["id"] for m in models} == {"stub-image", "stub-video"}
+
+
+def test_delete_cancels_a_running_video_job() -> None:
+    stub = SlowStub()
+    with serving(create_app(VisionManager(stub))) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        video = client.videos.create(prompt="x", extra_body={"steps": 200})
+        deadline = time.monotonic() + 10
+        while client.videos.retrieve(video.id).progress < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        early = httpx.get(f"{url}/v1/videos/{video.id}/content")
+        assert early.status_code == 409 and early.json()["error"]["code"] == "not_ready"
+        assert client.videos.delete(video.id).deleted
+        deadline = time.monotonic() + 5
+        while not stub.cancelled and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert stub.cancelled == 1  # the engine saw the cancellation at its next step
+
+
+def test_mounted_asgi_app_gets_its_paths_and_lifespan() -> None:
+    events: list[str] = []
+
+    async def mcp_like(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                events.append(message["type"])
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        body = scope["path"].encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    app = create_app(VisionManager(SlowStub()), auth_token=TOKEN, mcp_app=mcp_like)
+    with serving(app) as url:
+        assert events == ["lifespan.startup"]
+        assert httpx.post(url + "/mcp", headers=_auth()).text == "/mcp"
+        assert httpx.get(url + "/sse", headers=_auth()).text == "/sse"
+        assert httpx.post(url + "/mcp").status_code == 401  # the token guards the mount too
+        assert httpx.get(url + "/v1/models", headers=_auth()).status_code == 200
+        assert httpx.get(url + "/mcpx", headers=_auth()).status_code == 404
+    assert events == ["lifespan.startup", "lifespan.shutdown"]
+
+
+@pytest.mark.anyio
+async def test_real_mcp_server_mounted_beside_the_api(tmp_path: Path) -> None:
+    pytest.importorskip("mcp")
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    from mcp_server.config import ServerConfig
+    from mcp_server.engine import Engine
+    from mcp_server.http import build_app
+    from mcp_server.server import create_server
+
+    backend = SlowStub()
+    config = ServerConfig(transport="streamable-http", store=str(tmp_path))
+    mcp_app = build_app(create_server(config, engine=Engine(config, backend=backend)), config)
+    app = create_app(VisionManager(backend), auth_token=TOKEN, mcp_app=mcp_app)
+    with serving(app) as url:
+        async with (
+            httpx2.AsyncClient(headers=_auth(), timeout=30) as http,
+            Client(streamable_http_client(url + "/mcp", http_client=http)) as mcp,
+        ):
+            tools = {t.name for t in (await mcp.list_tools()).tools}
+            assert "text_to_image" in tools
+            made = await mcp.call_tool("text_to_image", {"prompt": "x", "width": 72})
+            assert not made.is_error
+        async with httpx.AsyncClient(headers=_auth()) as http:
+            answer = await http.post(url + "/v1/images/generations", json={"prompt": "x"})
+            assert image_size(base64.b64decode(answer.json()["data"][0]["b64_json"])) == (64, 64)
+
+
+def test_non_loopback_bind_needs_a_token() -> None:
+    with pytest.raises(InvalidRequestError, match="auth-token"):
+        check_bind("0.0.0.0", None, insecure=False)
+    check_bind("0.0.0.0", "secret", insecure=False)
+    check_bind("0.0.0.0", None, insecure=True)
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        check_bind(host, None, insecure=False)
+
+
+def test_form_values_are_converted() -> None:
+    with serving(create_app(VisionManager(SlowStub()))) as url:
+        form = {"prompt": "x", "steps": "2", "seed": "nope"}
+        answer = httpx.post(url + "/v1/videos", data=form)
+        assert answer.status_code == 400 and answer.json()["error"]["param"] == "seed"
+        ok = httpx.post(url + "/v1/videos", files={"prompt": (None, "x"), "steps": (None, "1")})
+        assert ok.status_code == 200 and ok.json()["model"] == "stub-video"
+        bad = io.BytesIO(b"not an image")
+        refused = httpx.post(
+            url + "/v1/videos", data={"prompt": "x"}, files={"input_reference": bad}
+        )
+        assert refused.status_code == 400  # the stub cannot animate images
+        assert refused.json()["error"]["code"] == "unsupported"

@@ -16,7 +16,17 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import (
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    with_config,
+)
+from typing_extensions import NotRequired, TypedDict
 
 from .errors import InvalidRequestError
 
@@ -65,7 +75,7 @@ class Limits:
     max_prompt_chars: int = 10_000
     max_image_bytes: int = 50 * 1024 * 1024
     max_image_pixels: int = 8192 * 8192
-    max_angles: int = 16
+    max_angles: int = 12
     max_extra_keys: int = 32
 
 
@@ -153,13 +163,96 @@ ReferenceImage = Annotated[
         description="Reference image of the subject; generated from the prompt when absent.",
     ),
 ]
+# Named camera presets -> (azimuth, elevation, zoom): the ONE table that gives every name its
+# explicit camera move. Azimuth orbits the camera around the subject (0 = front, +90 = right side,
+# 180 = back, -90 = left); elevation raises it (+90 = straight down from above); zoom > 1 is closer.
+ANGLE_PRESETS: Mapping[str, tuple[float, float, float]] = {
+    "front": (0, 0, 1),
+    "three_quarter": (45, 0, 1),
+    "side": (90, 0, 1),
+    "back": (180, 0, 1),
+    "right": (90, 0, 1),
+    "left": (-90, 0, 1),
+    "front_right": (45, 0, 1),
+    "front_left": (-45, 0, 1),
+    "back_right": (135, 0, 1),
+    "back_left": (-135, 0, 1),
+    "elevated": (0, 30, 1),
+    "high": (0, 60, 1),
+    "top": (0, 90, 1),
+    "low": (0, -30, 1),
+    "bottom": (0, -90, 1),
+    "close_up": (0, 0, 2),
+    "wide": (0, 0, 0.5),
+}
+
+
+@with_config(ConfigDict(extra="forbid"))
+class CameraMove(TypedDict):
+    """An explicit camera position relative to the reference view; omitted keys keep it."""
+
+    azimuth: NotRequired[
+        Annotated[
+            float,
+            Field(
+                ge=-180,
+                le=180,
+                allow_inf_nan=False,
+                description="Degrees around the subject: 0 front, 90 right, 180 back, -90 left.",
+            ),
+        ]
+    ]
+    elevation: NotRequired[
+        Annotated[
+            float,
+            Field(
+                ge=-90,
+                le=90,
+                allow_inf_nan=False,
+                description="Degrees up (90 = from directly above) or down (negative).",
+            ),
+        ]
+    ]
+    zoom: NotRequired[
+        Annotated[
+            float,
+            Field(ge=0.25, le=4, allow_inf_nan=False, description="Closer (> 1) or wider (< 1)."),
+        ]
+    ]
+
+
+def _inline_schema(tp: Any) -> dict[str, Any]:
+    """The element's own schema with titles dropped, so the field schema needs no $ref."""
+    schema = TypeAdapter(tp).json_schema()
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+    return schema
+
+
+def _angle_kind(value: Any) -> str:
+    return "preset" if isinstance(value, str) else "camera"
+
+
+Angle = Annotated[
+    Annotated[Literal[tuple(ANGLE_PRESETS)], Tag("preset")]  # type: ignore[valid-type]
+    | Annotated[CameraMove, Tag("camera"), WithJsonSchema(_inline_schema(CameraMove))],
+    Discriminator(_angle_kind),
+]
 Angles = Annotated[
-    tuple[Annotated[str, Field(min_length=1, max_length=64)], ...],
+    tuple[Angle, ...],
     Field(
         min_length=1,
         max_length=LIMITS.max_angles,
-        description="Views to render, e.g. front, three_quarter, side, back.",
+        description=(
+            "Views to render: preset names (front, three_quarter, side, back, left, right, top, "
+            "...) or camera moves {azimuth, elevation, zoom}; one image per view."
+        ),
     ),
+]
+PartialResults = Annotated[
+    bool,
+    Field(description="On a failed view, keep and return the views that finished."),
 ]
 NumFrames = Annotated[
     int | None,
@@ -342,7 +435,7 @@ class ImageEditRequest(VisionRequest):
 
 @dataclass(frozen=True)
 class MultiAngleRequest(VisionRequest):
-    """multi_view_image: consistent views of one subject."""
+    """multi_view_image: consistent views of one subject (see ``abstractvision.multiview``)."""
 
     task: ClassVar[Task] = Task.MULTI_VIEW_IMAGE
     image_fields: ClassVar[tuple[str, ...]] = ("reference_image",)
@@ -359,6 +452,7 @@ class MultiAngleRequest(VisionRequest):
     guidance_scale: GuidanceScale = None
     model: Model = None
     output_format: ImageFormat = None
+    partial_results: PartialResults = False
     extra: Extra = field(default_factory=dict)
 
 

@@ -8,10 +8,11 @@ Nothing is stored unless the whole call succeeded and was not cancelled.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import media
+from . import media, multiview
 from .artifacts import MediaStore
 from .backends.base_backend import VisionBackend
 from .control import GenerationControl, ProgressEvent
@@ -115,11 +116,61 @@ class VisionManager:
         on_progress: ProgressCallback | None = None,
         **params: Any,
     ) -> list[Result]:
+        """Consistent views of one subject, on any backend that can edit (see docs/multiview.md).
+
+        Returns, in order: the reference image when none was given (it is generated first),
+        one result per view, then a contact sheet of all views labelled by angle. Each result's
+        metadata has ``role`` = reference | view | contact_sheet; a view also carries
+        ``view_index`` (0-based), ``angle``, ``azimuth``, ``elevation``, ``zoom``, ``route``
+        (dedicated | generic) and ``seed``. Progress counts across every image ("view 2/4:
+        step 3/8"). Nothing is stored when a view fails or the call is cancelled, unless
+        ``partial_results=True``: then the finished views and their sheet are stored and
+        returned, and the sheet's ``failed`` metadata names the view that failed.
+        """
         request = self._request(MultiAngleRequest, prompt, "prompt", params)
-        backend, control = self._prepare(request, control, on_progress)
-        assets = backend.generate_angles(request, control=control)
+        backend = self._backend()
+        model = request.model or self.model_id
+        if self.registry is not None and model and self.model_id:
+            self.registry.get(model)  # an unknown id fails here, as for the other tasks
+        caps = backend.get_capabilities()
+        native = type(backend).generate_angles is not VisionBackend.generate_angles
+        plan = None if native else multiview.plan(request, caps, self.registry, self.model_id)
+        for sample in plan.sample_requests() if plan is not None else (request,):
+            self._gate_on_backend(caps, sample)
+        _check_images(request)
+        if control is None:
+            control = GenerationControl(on_progress)
+        elif on_progress is not None:
+            raise InvalidRequestError("on_progress", on_progress, "give it to the control instead")
         control.check()
-        return [self._store(asset, request) for asset in assets]
+        if plan is None:
+            assets = backend.generate_angles(request, control=control)
+        else:
+            assets = multiview.render(backend, plan, control)
+        control.check()
+        return self._store_angles(assets, request)
+
+    def _store_angles(
+        self, assets: list[GeneratedAsset], request: MultiAngleRequest
+    ) -> list[Result]:
+        """Store in order; each view names the reference, the sheet names reference and views."""
+        results: list[Result] = []
+        links: dict[str, Any] = {}
+        view_ids: list[str] = []
+        for asset in assets:
+            role = asset.metadata.get("role")
+            if view_ids and role == "contact_sheet":
+                links["views"] = view_ids
+            if links and role in ("view", "contact_sheet"):
+                asset = dataclasses.replace(asset, metadata={**asset.metadata, **links})
+            result = self._store(asset, request)
+            if isinstance(result, dict) and role in ("reference", "view"):
+                if role == "reference":
+                    links["reference"] = result["$artifact"]
+                else:
+                    view_ids.append(result["$artifact"])
+            results.append(result)
+        return results
 
     def run(
         self,

@@ -182,6 +182,10 @@ def test_run_by_task_name_with_plain_arguments(tmp_path) -> None:
         manager.run("text_to_image", {"prompt": "x", "num_inference_steps": 3})
 
 
-def test_multi_view_is_refused_clearly_by_a_backend_without_it() -> None:
-    with pytest.raises(CapabilityNotSupportedError, match="multi_view_image"):
-        VisionManager(backend=PillowBackend()).generate_angles("robot")
+def test_multi_view_is_refused_clearly_by_a_backend_that_cannot_edit() -> None:
+    class TextOnly(PillowBackend):  # multi-view needs image_to_image (one edit per view)
+        def get_capabilities(self) -> VisionBackendCapabilities:
+            return VisionBackendCapabilities(supported_tasks=("text_to_image",))
+
+    with pytest.raises(CapabilityNotSupportedError, match="multi_view_image needs"):
+        VisionManager(backend=TextOnly()).generate_angles("robot")

@@ -51,7 +51,13 @@ class VisionBackend(ABC):
     def generate_angles(
         self, request: MultiAngleRequest, *, control: GenerationControl | None = None
     ) -> list[GeneratedAsset]:
-        raise self._unsupported("multi_view_image")
+        """Default: one edit of the reference per view (``abstractvision.multiview``).
+
+        An engine with its own multi-view support overrides this; VisionManager then calls it.
+        """
+        from ..multiview import generate_views
+
+        return generate_views(self, request, control=control)
 
     def generate_video(
         self, request: VideoGenerationRequest, *, control: GenerationControl | None = None

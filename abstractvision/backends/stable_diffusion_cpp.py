@@ -1,0 +1,422 @@
+"""Local generation with stable-diffusion.cpp (GGUF / safetensors) in a warm, isolated worker.
+
+The model lives in a long-lived worker process (multiprocessing 'spawn'), started on first use
+and kept loaded between calls. The native library can crash and cannot be interrupted, so a
+crash ends only the worker (the call gets a ``BackendError`` naming the exit signal) and a
+cancellation ends the worker on purpose; either way the next call starts a fresh one.
+One generation runs at a time per backend. Environment variables are not read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from ..control import GenerationControl
+from ..errors import (
+    BackendError,
+    CapabilityNotSupportedError,
+    GenerationCancelledError,
+    InvalidRequestError,
+)
+from ..types import (
+    LIMITS,
+    GeneratedAsset,
+    ImageEditRequest,
+    ImageGenerationRequest,
+    ImageToVideoRequest,
+    VideoGenerationRequest,
+    VisionBackendCapabilities,
+)
+from ._diffusers import outputs
+from ._sdcpp import options
+from ._sdcpp.process import EngineError, Worker, WorkerDied, WorkerTimeout
+from .base_backend import VisionBackend
+
+__all__ = ["StableDiffusionCppBackendConfig", "StableDiffusionCppVisionBackend"]
+
+log = logging.getLogger(__name__)
+
+IMAGE_TASKS = ("text_to_image", "image_to_image")
+VIDEO_TASKS = ("text_to_video", "image_to_video")
+FILE_ROLES = (  # config field -> binding argument "<role>_path"
+    "model",
+    "diffusion_model",
+    "high_noise_diffusion_model",
+    "vae",
+    "taesd",
+    "llm",
+    "llm_vision",
+    "clip_l",
+    "clip_g",
+    "clip_vision",
+    "t5xxl",
+)
+_WAN_FRAME_RULE = "4k+1"
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class StableDiffusionCppBackendConfig:
+    """Model files (one ``model`` or split components), engine options and request defaults."""
+
+    model: str | None = None
+    diffusion_model: str | None = None
+    high_noise_diffusion_model: str | None = None
+    vae: str | None = None
+    taesd: str | None = None
+    llm: str | None = None
+    llm_vision: str | None = None
+    clip_l: str | None = None
+    clip_g: str | None = None
+    clip_vision: str | None = None
+    t5xxl: str | None = None
+    model_name: str | None = None  # the id callers pass as ``model``; default: the file's stem
+    n_threads: int | None = None  # default: every core this process may use
+    offload_params_to_cpu: bool = False
+    keep_clip_on_cpu: bool = False
+    keep_vae_on_cpu: bool = False
+    flash_attn: bool = False
+    vae_tiling: bool = False
+    sampler: str | None = None
+    scheduler: str | None = None
+    steps: int = 20
+    guidance_scale: float | None = None
+    width: int = 512
+    height: int = 512
+    num_frames: int = 33
+    fps: int = 16
+    edit_mode: Literal["auto", "init", "reference"] = "auto"
+    lora_dir: str | None = None
+    load_timeout_s: float = 600.0
+    generate_timeout_s: float | None = None
+    verbose: bool = False  # echo the engine's log on stderr
+
+    def __post_init__(self) -> None:
+        if not (self.model or self.diffusion_model):
+            raise InvalidRequestError("model", None, "set model or diffusion_model (a file path)")
+        for role in FILE_ROLES:
+            path = getattr(self, role)
+            if path is not None and not isinstance(path, str):
+                raise InvalidRequestError(role, path, "must be a file path")
+        if self.n_threads is not None and self.n_threads < 1:
+            raise InvalidRequestError("n_threads", self.n_threads, "must be >= 1")
+        if self.edit_mode not in ("auto", "init", "reference"):
+            raise InvalidRequestError(
+                "edit_mode", self.edit_mode, "must be auto, init or reference"
+            )
+        if self.load_timeout_s <= 0:
+            raise InvalidRequestError("load_timeout_s", self.load_timeout_s, "must be > 0")
+        if self.fps < 1 or self.num_frames < 1 or self.steps < 1:
+            raise InvalidRequestError("fps/num_frames/steps", None, "must be >= 1")
+
+    def files(self) -> dict[str, str]:
+        return {role: getattr(self, role) for role in FILE_ROLES if getattr(self, role)}
+
+
+def _cores() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
+class StableDiffusionCppVisionBackend(VisionBackend):
+    """text/image -> image and Wan text/image -> video through stable-diffusion-cpp-python."""
+
+    def __init__(
+        self, config: StableDiffusionCppBackendConfig | None = None, **kwargs: Any
+    ) -> None:
+        self.config = config if config is not None else StableDiffusionCppBackendConfig(**kwargs)
+        files = self.config.files()
+        main = files.get("diffusion_model") or files["model"]
+        self.model_name = self.config.model_name or Path(main).stem
+        self._lock = threading.Lock()
+        self._worker: Worker | None = None
+        self._kind: str | None = None  # "image" | "video" once known
+        self._references: bool | None = None
+
+    # --- capabilities ----------------------------------------------------------------------
+
+    def _model_kind(self) -> str:
+        if self._kind is None:
+            self._kind = options.guess_kind(self.config.files())
+        return self._kind or "image"  # unreadable files: the first call says why
+
+    def get_capabilities(self) -> VisionBackendCapabilities:
+        tasks = VIDEO_TASKS if self._model_kind() == "video" else IMAGE_TASKS
+        worker = self._worker
+        return VisionBackendCapabilities(
+            supported_tasks=tasks,
+            supports_mask=tasks == IMAGE_TASKS,
+            supports_control_image=False,
+            max_width=LIMITS.max_side,
+            max_height=LIMITS.max_side,
+            extra_keys=dict(options.EXTRA_KEYS),
+            models={task: (self.model_name,) for task in tasks},
+            loaded_models=(self.model_name,) if worker is not None and worker.alive else (),
+            frame_rules={task: _WAN_FRAME_RULE for task in tasks if task in VIDEO_TASKS},
+        )
+
+    def _takes_references(self) -> bool:
+        if self._references is None:
+            self._references = options.takes_references(self.config.files())
+        return self._references
+
+    @property
+    def worker_pid(self) -> int | None:
+        """PID of the warm worker process, None when none runs (for monitoring and tests)."""
+        worker = self._worker
+        return worker.pid if worker is not None and worker.alive else None
+
+    # --- worker lifecycle --------------------------------------------------------------------
+
+    def _load_kwargs(self) -> dict[str, Any]:
+        cfg = self.config
+        kwargs: dict[str, Any] = {f"{role}_path": path for role, path in cfg.files().items()}
+        kwargs.update(
+            n_threads=cfg.n_threads or _cores(),
+            vae_decode_only=False,  # image_to_image and video encode through the VAE
+            offload_params_to_cpu=cfg.offload_params_to_cpu,
+            keep_clip_on_cpu=cfg.keep_clip_on_cpu,
+            keep_vae_on_cpu=cfg.keep_vae_on_cpu,
+            flash_attn=cfg.flash_attn,
+        )
+        if cfg.lora_dir:
+            kwargs["lora_model_dir"] = cfg.lora_dir
+        return kwargs
+
+    def _ensure_worker(self) -> tuple[Worker, float]:
+        """The warm worker, or a new one with the model loaded; returns (worker, load seconds)."""
+        if self._worker is not None and self._worker.alive:
+            return self._worker, 0.0
+        self._drop_worker()
+        missing = [f"{r}={p}" for r, p in self.config.files().items() if not os.path.isfile(p)]
+        if missing:
+            raise BackendError(f"model file not found: {', '.join(missing)}")
+        worker = Worker(self._load_kwargs(), verbose=self.config.verbose)
+        self._worker = worker
+        started = time.perf_counter()
+        info = worker.start(self.config.load_timeout_s)
+        self._kind = "video" if info["video"] and not info["image"] else "image"
+        load_s = time.perf_counter() - started
+        log.info(
+            "stable-diffusion.cpp worker %s loaded %s in %.2f s",
+            worker.pid,
+            self.model_name,
+            load_s,
+        )
+        return worker, load_s
+
+    def _drop_worker(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.close()
+
+    def preload(self) -> None:
+        """Start the worker and load the model now, so the first call pays no load."""
+        with self._lock:
+            self._guarded(self._ensure_worker, GenerationControl(), "loading")
+
+    def unload(self) -> None:
+        """End the worker process; its memory goes back to the system."""
+        with self._lock:
+            self._drop_worker()
+
+    def _kill_current(self) -> None:
+        worker = self._worker
+        if worker is not None:
+            worker.kill()
+
+    def _guarded(self, action: Callable[[], _T], control: GenerationControl, what: str) -> _T:
+        """Run ``action`` with cancellation wired to killing the worker; type every failure."""
+        control.check()
+        unregister = control.on_cancel(self._kill_current)
+        try:
+            return action()
+        except (WorkerDied, WorkerTimeout, EngineError) as exc:
+            self._drop_worker()
+            if control.cancelled:
+                raise GenerationCancelledError("generation cancelled by the caller") from None
+            raise self._backend_error(exc, what) from None
+        finally:
+            unregister()
+
+    def _backend_error(self, exc: Exception, what: str) -> BackendError:
+        files = ", ".join(f"{role}={path}" for role, path in self.config.files().items())
+        if isinstance(exc, EngineError) and exc.kind == "load":
+            return BackendError(f"stable-diffusion.cpp could not load the model ({files}): {exc}")
+        if isinstance(exc, WorkerTimeout):
+            return BackendError(
+                f"the stable-diffusion.cpp worker gave {what} no answer ({exc}) and was stopped; "
+                f"check the model files ({files}) or raise the timeout"
+            )
+        if isinstance(exc, WorkerDied):
+            return BackendError(
+                f"the stable-diffusion.cpp worker ended while {what} ({exc}); "
+                "the next call starts a fresh worker"
+            )
+        return BackendError(f"stable-diffusion.cpp failed while {what}: {exc}")
+
+    # --- tasks ----------------------------------------------------------------------------------
+
+    def generate_image(
+        self, request: ImageGenerationRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        return self._image("text_to_image", request, {}, control)
+
+    def edit_image(
+        self, request: ImageEditRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        from .. import media
+
+        image = media.decode_image(request.image, field="image")
+        size = (request.width or _floor8(image.width), request.height or _floor8(image.height))
+        mode = request.extra.get("edit_mode") or self.config.edit_mode
+        if mode == "auto":  # edit models (FLUX.2, Qwen edit) take the image as a reference
+            plain = request.strength is None and request.mask is None
+            mode = "reference" if plain and self._takes_references() else "init"
+        inputs: dict[str, Any] = {"width": size[0], "height": size[1]}
+        if request.mask is not None or mode == "init":
+            inputs["init_image"] = image.resize(size) if image.size != size else image
+            inputs["strength"] = 0.75 if request.strength is None else request.strength
+            if request.mask is not None:
+                mask = media.decode_mask(request.mask, size=image.size, field="mask")
+                inputs["mask_image"] = mask.resize(size) if mask.size != size else mask
+        else:
+            inputs["ref_images"] = [image]
+        return self._image("image_to_image", request, inputs, control)
+
+    def generate_video(
+        self, request: VideoGenerationRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        return self._video("text_to_video", request, {}, control)
+
+    def image_to_video(
+        self, request: ImageToVideoRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        from .. import media
+
+        image = media.decode_image(request.image, field="image")
+        return self._video("image_to_video", request, {"init_image": image}, control)
+
+    # --- the shared call path ----------------------------------------------------------------------
+
+    def _image(
+        self, task: str, request: Any, inputs: dict[str, Any], control: GenerationControl | None
+    ) -> GeneratedAsset:
+        frames, meta = self._call("image", task, request, inputs, control)
+        image = frames[0]
+        data, mime = outputs.encode_image(image, request.output_format)
+        meta.update(width=image.width, height=image.height)
+        return GeneratedAsset("image", data, mime, meta)
+
+    def _video(
+        self, task: str, request: Any, inputs: dict[str, Any], control: GenerationControl | None
+    ) -> GeneratedAsset:
+        num_frames = request.num_frames or self.config.num_frames
+        if num_frames % 4 != 1:
+            raise InvalidRequestError(
+                "num_frames", num_frames, f"must follow {_WAN_FRAME_RULE} (1, 5, 9, ... 81)"
+            )
+        fps = request.fps or self.config.fps
+        inputs = {**inputs, "video_frames": num_frames}
+        frames, meta = self._call("video", task, request, inputs, control)
+        data, mime = outputs.encode_video(frames, fps, request.output_format)
+        preview, preview_mime = outputs.video_preview(frames, fps)
+        meta.update(width=frames[0].width, height=frames[0].height, num_frames=len(frames), fps=fps)
+        return GeneratedAsset("video", data, mime, meta, preview, preview_mime)
+
+    def _call(
+        self,
+        op: str,
+        task: str,
+        request: Any,
+        inputs: dict[str, Any],
+        control: GenerationControl | None,
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """Map the request to binding arguments, run it on the worker, collect metadata."""
+        control = control if control is not None else GenerationControl()
+        if request.model is not None and request.model != self.model_name:
+            raise CapabilityNotSupportedError(
+                f"model {request.model!r} is not loaded here; this backend runs {self.model_name!r}"
+            )
+        options.check_prompt("prompt", request.prompt)
+        options.check_prompt("negative_prompt", request.negative_prompt)
+        extra = dict(request.extra)
+        loras = options.resolve_loras(extra.pop("loras", None), self.config.lora_dir)
+        cfg = self.config
+        seed = (
+            request.seed
+            if request.seed is not None
+            else random.SystemRandom().randint(0, LIMITS.max_seed)
+        )
+        kwargs: dict[str, Any] = {
+            "prompt": options.lora_prompt(request.prompt or "", loras),
+            "negative_prompt": request.negative_prompt or "",
+            "width": request.width or cfg.width,
+            "height": request.height or cfg.height,
+            "sample_steps": request.steps or cfg.steps,
+            "seed": seed,
+            "sample_method": cfg.sampler,
+            "scheduler": cfg.scheduler,
+            "vae_tiling": cfg.vae_tiling,
+        }
+        guidance = (
+            request.guidance_scale if request.guidance_scale is not None else cfg.guidance_scale
+        )
+        if guidance is not None:
+            kwargs["cfg_scale"] = guidance
+        kwargs.update(options.binding_options(extra))
+        kwargs.pop("edit_mode", None)
+        kwargs.update(inputs)
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        if task not in self.get_capabilities().supported_tasks:  # type: ignore[operator]
+            raise CapabilityNotSupportedError(
+                f"{self.model_name} cannot run {task}; it runs "
+                f"{', '.join(self.get_capabilities().supported_tasks or ())}"
+            )
+        steps = kwargs["sample_steps"]
+        reported: set[int] = set()
+
+        def progress(step: int, total: int) -> None:
+            if step >= 1 and step not in reported:  # the engine also reports step 0
+                reported.add(step)
+                control.report(step, total)
+
+        with self._lock:
+            worker, load_s = self._guarded(self._ensure_worker, control, "loading")
+            started = time.perf_counter()
+            frames = self._guarded(
+                lambda: worker.images(
+                    op, kwargs, timeout_s=cfg.generate_timeout_s, on_progress=progress
+                ),
+                control,
+                "generating",
+            )
+            generate_s = time.perf_counter() - started
+        meta: dict[str, Any] = {
+            "model": self.model_name,
+            "engine": "stable-diffusion.cpp",
+            "files": cfg.files(),
+            "seed": seed,
+            "steps": steps,
+            "sampler": kwargs.get("sample_method", "default"),
+            "scheduler": kwargs.get("scheduler", "default"),
+            "load_s": round(load_s, 4),
+            "generate_s": round(generate_s, 4),
+        }
+        if guidance is not None:
+            meta["guidance_scale"] = guidance
+        if loras:
+            meta["loras"] = [{"name": Path(p).name, "weight": w} for p, w in loras]
+        return frames, meta
+
+
+def _floor8(side: int) -> int:
+    return max(LIMITS.min_side, min(LIMITS.max_side, side - side % LIMITS.side_multiple))

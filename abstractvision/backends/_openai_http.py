@@ -20,7 +20,7 @@ import httpx
 from ..control import GenerationControl
 from ..errors import BackendError
 
-__all__ = ["HTTPTransport", "RemoteServiceError", "error_from_response"]
+__all__ = ["HTTPTransport", "RemoteServiceError", "error_from_response", "read_json", "wait"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,15 @@ def error_from_response(response: httpx.Response) -> RemoteServiceError:
         return RemoteServiceError(response.status_code, error[:2000])
     text = response.text.strip() if response.is_stream_consumed else ""
     return RemoteServiceError(response.status_code, text[:500] or response.reason_phrase)
+
+
+def read_json(response: httpx.Response) -> Any:
+    """The JSON body, or a BackendError quoting the start of what came instead."""
+    try:
+        return response.json()
+    except ValueError:
+        text = response.text[:200]
+        raise BackendError(f"the service answered malformed JSON: {text!r}") from None
 
 
 def _str(value: Any) -> str | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import logging
 import time
@@ -27,7 +26,6 @@ import httpx
 from .. import media, net
 from ..control import GenerationControl
 from ..errors import (
-    AbstractVisionError,
     BackendError,
     InvalidRequestError,
 )
@@ -40,7 +38,8 @@ from ..types import (
     VideoGenerationRequest,
     VisionBackendCapabilities,
 )
-from ._openai_http import HTTPTransport, RemoteServiceError, wait
+from ._openai_http import HTTPTransport, RemoteServiceError, read_json
+from ._openai_video import VideoJobClient
 from .base_backend import VisionBackend
 
 __all__ = [
@@ -73,7 +72,6 @@ RESERVED = frozenset(
     | {"input_reference", "stream", "negative_prompt", "seed", "steps", "guidance_scale"}
     | {"strength", "num_frames", "fps"}
 )
-_THUMBNAIL_MAX_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -193,7 +191,7 @@ class OpenAICompatibleVisionBackend(VisionBackend):
     ) -> GeneratedAsset:
         started = time.perf_counter()
         response = self._http.request("POST", path, control=control, **send)
-        payload = _json(response)
+        payload = read_json(response)
         items = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(items, list) or not items or not isinstance(items[0], dict):
             raise BackendError(f"{path} answered without a data[0] image: {str(payload)[:200]}")
@@ -268,83 +266,8 @@ class OpenAICompatibleVisionBackend(VisionBackend):
                 "data": {k: _form_value(v) for k, v in body.items()},
                 "files": {"input_reference": (f"image.{info.format}", image, info.mime_type)},
             }
-        started = time.perf_counter()
-        job = _json(self._http.request("POST", base, control=control, **send))
-        job_id = str(job.get("id") or "") if isinstance(job, dict) else ""
-        if not job_id:
-            raise BackendError(f"POST {base} answered without a job id: {str(job)[:200]}")
-        finished = False
-        try:
-            job = self._poll(f"{base}/{job_id}", job, control)
-            data, mime = self._download(f"{base}/{job_id}/content", control)
-            finished = True
-        finally:
-            if not finished:
-                self._abandon(f"{base}/{job_id}")
-        preview = self._thumbnail(f"{base}/{job_id}/content")
-        meta = _video_meta(job, data, body.get("model"), request.seed)
-        meta["generate_s"] = round(time.perf_counter() - started, 4)
-        return GeneratedAsset(
-            "video", data, mime, meta, preview[0] if preview else None, preview and preview[1]
-        )
-
-    def _poll(self, path: str, job: dict[str, Any], control: GenerationControl) -> dict[str, Any]:
-        deadline = time.monotonic() + self.config.video_timeout_s
-        while True:
-            status = str(job.get("status", ""))
-            progress = job.get("progress")
-            if isinstance(progress, (int, float)) and not isinstance(progress, bool):
-                control.report(int(progress), 100, f"{status} {int(progress)}%")
-            if status == "completed":
-                return job
-            if status in ("failed", "cancelled", "expired"):
-                error = job.get("error") or {}
-                message = error.get("message") if isinstance(error, dict) else str(error)
-                raise BackendError(f"the video job {status}: {message or 'no reason given'}")
-            if time.monotonic() > deadline:
-                raise BackendError(
-                    f"the video job did not finish in {self.config.video_timeout_s:g} s"
-                )
-            wait(self.config.poll_interval_s, control)
-            job = _json(self._http.request("GET", path, control=control))
-            if not isinstance(job, dict):
-                raise BackendError(f"GET {path} did not answer a job object")
-
-    def _download(self, path: str, control: GenerationControl) -> tuple[bytes, str]:
-        response = self._http.request("GET", path, control=control, stream=True)
-        try:
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > self.config.max_result_bytes:
-                    raise BackendError(
-                        f"the video is larger than max_result_bytes={self.config.max_result_bytes}"
-                    )
-            kind = response.headers.get("content-type", "").split(";")[0].strip()
-        except httpx.HTTPError as exc:
-            raise BackendError(f"downloading {path} failed: {exc}") from None
-        finally:
-            response.close()
-        return bytes(body), _video_mime(bytes(body), kind)
-
-    def _thumbnail(self, path: str) -> tuple[bytes, str] | None:
-        """The service's poster/preview image (``variant=thumbnail``) if it has one; best effort."""
-        try:
-            response = self._http.request("GET", path, params={"variant": "thumbnail"})
-            data = response.content
-            if len(data) > _THUMBNAIL_MAX_BYTES:
-                return None
-            return data, media.inspect_image(data, field="thumbnail").mime_type
-        except AbstractVisionError as exc:
-            log.debug("no thumbnail from %s: %s", path, exc)
-            return None
-
-    def _abandon(self, path: str) -> None:
-        """Delete a job we stop waiting for, so it does not keep running and billing."""
-        try:
-            self._http.request("DELETE", path)
-        except AbstractVisionError as exc:
-            log.info("could not delete abandoned video job %s: %s", path, exc)
+        jobs = VideoJobClient(self._http, self.config)
+        return jobs.run(base, send, control, model=body.get("model"), seed=request.seed)
 
     # --- shared ----------------------------------------------------------------------------------
 
@@ -374,14 +297,6 @@ class OpenAICompatibleVisionBackend(VisionBackend):
         return {k: v for k, v in body.items() if v is not None}
 
 
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        text = response.text[:200]
-        raise BackendError(f"the service answered malformed JSON: {text!r}") from None
-
-
 def _form_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
@@ -397,31 +312,3 @@ def _as_format(data: bytes, wanted: str | None) -> tuple[bytes, str, media.Image
         return data, media.IMAGE_MIME[wanted], media.inspect_image(data, field="result")
     except InvalidRequestError as exc:
         raise BackendError(f"the service returned an unusable image: {exc}") from None
-
-
-def _video_mime(data: bytes, declared: str) -> str:
-    if data[4:8] == b"ftyp":
-        return "video/mp4"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:4] == b"GIF8":
-        return "image/gif"
-    if declared.startswith("video/"):
-        return declared
-    raise BackendError(f"the service returned no video (content-type {declared or 'none'})")
-
-
-def _video_meta(job: dict[str, Any], data: bytes, model: Any, seed: int | None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"video_id": job.get("id"), "model": job.get("model") or model}
-    if seed is not None:
-        meta["seed"] = seed
-    with contextlib.suppress(AbstractVisionError, ImportError):
-        info = media.video_info(data)
-        meta.update(width=info.width, height=info.height, num_frames=info.n_frames, fps=info.fps)
-    if "width" not in meta and isinstance(job.get("size"), str) and "x" in job["size"]:
-        width, _, height = job["size"].partition("x")
-        if width.isdigit() and height.isdigit():
-            meta.update(width=int(width), height=int(height))
-    if job.get("seconds") is not None:
-        meta["seconds"] = job["seconds"]
-    return {k: v for k, v in meta.items() if v is not None}

@@ -119,12 +119,25 @@ def _add_show_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _add_serve(parser: argparse.ArgumentParser) -> None:
+    from .openai_server.command import configure
+
+    configure(parser)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .openai_server.command import run
+
+    return run(args)
+
+
 COMMANDS: dict[str, Command] = {
     "models": Command("list known models", _add_models, _models),
     "tasks": Command("list tasks and how many models run each", _add_tasks, _tasks),
     "show-model": Command(
         "show one model's engines, licence and parameters", _add_show_model, _show_model
     ),
+    "serve": Command("serve the OpenAI-compatible HTTP API (and MCP)", _add_serve, _serve),
 }
 
 

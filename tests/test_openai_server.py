@@ -330,3 +330,50 @@ def test_form_values_are_converted() -> None:
         )
         assert refused.status_code == 400  # the stub cannot animate images
         assert refused.json()["error"]["code"] == "unsupported"
+
+
+def test_serve_command_in_a_subprocess(tmp_path: Path) -> None:
+    """``abstractvision serve --mcp``: one process, both protocols, one token."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = [
+        *(sys.executable, "-m", "abstractvision.cli", "serve", "--backend", "openai"),
+        *("--backend-option", "base_url=http://127.0.0.1:9/v1", "--backend-option"),
+        *('models={"text_to_image": "remote-model"}', "--port", str(port), "--mcp"),
+        *("--store", str(tmp_path), "--log-level", "warning"),
+    ]
+    env = {"ABSTRACTVISION_AUTH_TOKEN": TOKEN, "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = httpx.get(url + "/v1/models", headers=_auth())
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout
+                time.sleep(0.1)
+        assert [m["id"] for m in answer.json()["data"]] == ["remote-model"]
+        assert httpx.get(url + "/v1/models").status_code == 401
+        assert httpx.post(url + "/mcp", json={}).status_code == 401
+        accept = {"Accept": "application/json, text/event-stream", **_auth()}
+        hello = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "0"},
+            },
+        }
+        assert httpx.post(url + "/mcp", json=hello, headers=accept).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -118,8 +118,10 @@ class OpenAICompatibleBackendConfig:
         for name in ("timeout_s", "poll_interval_s", "video_timeout_s", "url_timeout_s"):
             if not getattr(self, name) > 0:
                 raise InvalidRequestError(name, getattr(self, name), "must be > 0")
-        if self.max_retries < 0 or self.max_result_bytes < 1:
+        if self.max_retries < 0:
             raise InvalidRequestError("max_retries", self.max_retries, "must be >= 0")
+        if self.max_result_bytes < 1:
+            raise InvalidRequestError("max_result_bytes", self.max_result_bytes, "must be >= 1")
 
 
 class OpenAICompatibleVisionBackend(VisionBackend):

@@ -49,7 +49,6 @@ __all__ += ["plan", "render", "resolve_view", "sheet_layout"]
 
 T2I, I2I = "text_to_image", "image_to_image"
 PAD, LABEL_H, COLUMNS = 4, 14, 4
-_CANCEL = GenerationCancelledError
 _AXES = ("azimuth", "elevation", "zoom")
 _SIDES = {
     0: "front view",
@@ -218,7 +217,8 @@ def plan(
         prompts = tuple(camera_prompt(spec, v) for v in views)
         if "loras" in caps.extra_keys:
             camera = {"source": spec.lora, "weight": spec.lora_scale}
-            user = [x for x in extra.get("loras", []) if x.get("source") != spec.lora]
+            given = extra.get("loras", [])
+            user = [x for x in given if not (isinstance(x, dict) and x.get("source") == spec.lora)]
             extra["loras"] = [camera, *user]
     else:
         prompts = tuple(instruction(request.prompt, v) for v in views)
@@ -275,7 +275,9 @@ def _located(exc: Exception, where: str, **info: Any) -> AbstractVisionError:
     return new
 
 
-def _job(progress: _Progress, index: int, where: str, call: Any, **info: Any) -> GeneratedAsset:
+def _job(
+    progress: _Progress, index: int, where: str, call: Any, meta: dict[str, Any], **info: Any
+) -> GeneratedAsset:
     """One backend call under the overall progress; a failure names ``where`` it happened."""
     try:
         asset: GeneratedAsset = progress.run(index, where, call)
@@ -283,7 +285,7 @@ def _job(progress: _Progress, index: int, where: str, call: Any, **info: Any) ->
         raise
     except Exception as exc:
         raise _located(exc, where, **info) from exc
-    return dataclasses.replace(asset, metadata={**asset.metadata, **info})
+    return dataclasses.replace(asset, metadata={**asset.metadata, **meta})
 
 
 def render(
@@ -299,34 +301,38 @@ def render(
     if image is None:
         ref_request = plan.reference_request()
         call = functools.partial(_call, backend.generate_image, ref_request)
-        out.append(_job(progress, 0, "reference", call, role="reference", **common))
+        out.append(_job(progress, 0, "reference image", call, {"role": "reference", **common}))
         image = out[0].data
     views: list[GeneratedAsset] = []
     failed: dict[str, Any] | None = None
     for k, view in enumerate(plan.views):
         control.check()
         call = functools.partial(_call, backend.edit_image, plan.view_request(k, image))
-        info = {"role": "view", "view_index": k, "view_count": n, "angle": view.label}
-        info |= {"azimuth": view.azimuth, "elevation": view.elevation, "zoom": view.zoom}
+        meta = {"role": "view", "view_index": k, "view_count": n, "angle": view.label}
+        meta |= {"azimuth": view.azimuth, "elevation": view.elevation, "zoom": view.zoom}
+        meta |= {"view_prompt": plan.prompts[k], **common}
+        where = f"view {k + 1}/{n} ({view.label})"
         try:
-            where = f"view {k + 1}/{n} ({view.label})"
-            views.append(_job(progress, len(out) + k, where, call, **info, **common))
+            views.append(
+                _job(progress, len(out) + k, where, call, meta, view_index=k, angle=view.label)
+            )
+        except GenerationCancelledError:
+            raise
         except AbstractVisionError as exc:
-            if not request.partial_results or not views or isinstance(exc, _CANCEL):
+            if not request.partial_results or not views:
                 raise
             failed = {"view_index": k, "angle": view.label, "error": str(exc)}
             failed["error_type"] = type(exc.__cause__ or exc).__name__
             break
-        views[-1].metadata["view_prompt"] = plan.prompts[k]
     control.check()
     labels = [v.metadata["angle"] for v in views]
     sheet = contact_sheet([media.decode_image(v.data, field="view") for v in views], labels)
     data, mime = media.encode_image(sheet, request.output_format or "png")
-    meta = {"role": "contact_sheet", "angles": labels, "width": sheet.width, **common}
-    meta |= {"height": sheet.height, "view_count": len(views), "views_requested": n}
+    sheet_meta = {"role": "contact_sheet", "angles": labels, "width": sheet.width, **common}
+    sheet_meta |= {"height": sheet.height, "view_count": len(views), "views_requested": n}
     if failed is not None:
-        meta["failed"] = failed
-    return [*out, *views, GeneratedAsset("image", data, mime, meta)]
+        sheet_meta["failed"] = failed
+    return [*out, *views, GeneratedAsset("image", data, mime, sheet_meta)]
 
 
 def _call(method: Any, request: Any, control: GenerationControl) -> GeneratedAsset:

@@ -110,7 +110,7 @@ def test_default_angles_generate_a_reference_then_views_then_a_sheet(
     # progress: one count over the reference and the 4 views, 2 units each, never going back
     assert {e.total for e in events} == {10}
     assert [e.step for e in events] == sorted(e.step for e in events) and events[-1].step == 10
-    assert events[0].message == "reference: step 1/2"
+    assert events[0].message == "reference image: step 1/2"
     assert any(e.message.startswith("view 2/4 (three_quarter): step 1/") for e in events)
 
 

@@ -217,6 +217,8 @@ def plan(
         prompts = tuple(camera_prompt(spec, v) for v in views)
         if "loras" in caps.extra_keys:
             camera = {"source": spec.lora, "weight": spec.lora_scale}
+            if spec.lora_weight_name:
+                camera["weight_name"] = spec.lora_weight_name
             given = extra.get("loras", [])
             user = [x for x in given if not (isinstance(x, dict) and x.get("source") == spec.lora)]
             extra["loras"] = [camera, *user]

@@ -285,6 +285,32 @@ def test_lora_apply_change_and_remove(
     assert backend.generate_image(t2i()).data == base  # removed: base model bytes again
 
 
+def test_lora_weight_name_picks_one_file_of_several(
+    backend: HuggingFaceDiffusersVisionBackend,
+    tiny_models_root: Path,
+    tiny_lora_dir: Path,
+    tiny_lora_b_dir: Path,
+) -> None:
+    """A repo/folder holding several LoRA files: ``weight_name`` says which (as hub repos need)."""
+    both = tiny_models_root / "two-loras"
+    both.mkdir(exist_ok=True)
+    name = "pytorch_lora_weights.safetensors"
+    for label, folder in (("a", tiny_lora_dir), ("b", tiny_lora_b_dir)):
+        (both / f"{label}.safetensors").write_bytes((folder / name).read_bytes())
+    by_name = {
+        label: backend.generate_image(
+            t2i(loras=[{"source": str(both), "weight": 1.0, "weight_name": f"{label}.safetensors"}])
+        ).data
+        for label in ("a", "b")
+    }
+    direct_a = backend.generate_image(t2i(loras=[{"source": str(tiny_lora_dir), "weight": 1.0}]))
+    assert by_name["a"] == direct_a.data and by_name["b"] != by_name["a"]
+    with pytest.raises(InvalidRequestError, match="weight_name"):
+        backend.generate_image(
+            t2i(loras=[{"source": str(both), "weight": 1.0, "weight_name": "../x.safetensors"}])
+        )
+
+
 def test_lora_outside_allowlist_is_refused(
     backend: HuggingFaceDiffusersVisionBackend, tmp_path: Path
 ) -> None:

@@ -389,7 +389,9 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         if request.guidance_scale is not None:
             meta["guidance_scale"] = request.guidance_scale
         if wanted_loras:
-            meta["loras"] = [{"source": s, "weight": w} for s, w in wanted_loras]
+            meta["loras"] = [
+                {k: v for k, v in lora._asdict().items() if v is not None} for lora in wanted_loras
+            ]
         if "scheduler" in extra:
             meta["scheduler"] = extra["scheduler"]
         return result, meta

@@ -32,7 +32,7 @@ class Entry:
     lock: threading.RLock = field(default_factory=threading.RLock)
     derived: dict[str, Any] = field(default_factory=dict)
     loras: dict[str, str] = field(default_factory=dict)  # source -> adapter name, LRU order
-    active_loras: tuple[tuple[str, float], ...] = ()
+    active_loras: tuple[Any, ...] = ()  # loras.LoraSet
     default_scheduler: Any = None
     schedulers: dict[str, Any] = field(default_factory=dict)
 

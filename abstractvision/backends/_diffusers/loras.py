@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...errors import BackendError, CapabilityNotSupportedError, InvalidRequestError
 from .cache import Entry
@@ -26,23 +27,52 @@ MAX_LORAS_PER_CALL = 8
 MAX_LORAS_CACHED = 8
 WEIGHT_RANGE = (-4.0, 4.0)
 
-LoraSet = tuple[tuple[str, float], ...]
+_WEIGHT_FILE = re.compile(r"^[A-Za-z0-9._-]{1,200}\.(safetensors|bin)$")
+
+
+class Lora(NamedTuple):
+    """One adapter of a call: where it comes from, its weight, and the file inside a repo."""
+
+    source: str
+    weight: float
+    weight_name: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.source if self.weight_name is None else f"{self.source}#{self.weight_name}"
+
+
+LoraSet = tuple[Lora, ...]
+_KEYS = {"source", "weight", "weight_name"}
 
 
 def parse_loras(value: Any, allowlist: Sequence[str]) -> LoraSet:
-    """``[{"source": str, "weight": float}]`` -> ((source, weight), ...), each source allowed."""
+    """``[{"source", "weight", "weight_name"?}]`` -> Lora tuples, each source allowed.
+
+    ``weight_name`` picks the file in a hub repo or folder holding several (offline loading of a
+    hub LoRA needs it: without it diffusers has to list the repo).
+    """
     if not isinstance(value, (list, tuple)) or len(value) > MAX_LORAS_PER_CALL:
         raise InvalidRequestError(
             "extra.loras",
             value,
             f"must be a list of at most {MAX_LORAS_PER_CALL} {{source, weight}}",
         )
-    out: list[tuple[str, float]] = []
+    out: list[Lora] = []
     for i, item in enumerate(value):
         where = f"extra.loras[{i}]"
-        if not isinstance(item, dict) or set(item) - {"source", "weight"} or "source" not in item:
-            raise InvalidRequestError(where, item, 'must be {"source": str, "weight": float}')
+        if not isinstance(item, dict) or set(item) - _KEYS or "source" not in item:
+            raise InvalidRequestError(
+                where, item, 'must be {"source": str, "weight": float, "weight_name"?: str}'
+            )
         source, weight = item["source"], item.get("weight", 1.0)
+        weight_name = item.get("weight_name")
+        if weight_name is not None and (
+            not isinstance(weight_name, str) or not _WEIGHT_FILE.match(weight_name)
+        ):
+            raise InvalidRequestError(
+                f"{where}.weight_name", weight_name, "must be a .safetensors or .bin file name"
+            )
         if not isinstance(source, str) or not source.strip():
             raise InvalidRequestError(f"{where}.source", source, "must be a non-empty string")
         if (
@@ -59,8 +89,8 @@ def parse_loras(value: Any, allowlist: Sequence[str]) -> LoraSet:
                 f"LoRA source {source!r} is not allowed; the backend's lora_allowlist allows: "
                 f"{allowed}. Ask the operator to add it."
             )
-        out.append((source, float(weight)))
-    if len({s for s, _ in out}) != len(out):
+        out.append(Lora(source, float(weight), weight_name))
+    if len({lora.key for lora in out}) != len(out):
         raise InvalidRequestError("extra.loras", value, "lists the same source twice")
     return tuple(out)
 
@@ -95,19 +125,20 @@ def apply_loras(entry: Entry, wanted: LoraSet, *, load_options: dict[str, Any]) 
     import time
 
     started = time.perf_counter()
-    for source, _ in wanted:
-        if source in entry.loras:
-            entry.loras[source] = entry.loras.pop(source)  # most recently used last
+    for lora in wanted:
+        if lora.key in entry.loras:
+            entry.loras[lora.key] = entry.loras.pop(lora.key)  # most recently used last
             continue
-        _evict_unused(entry, keep={s for s, _ in wanted})
-        name = adapter_name(source)
-        _load(pipe, source, name, load_options)
-        entry.loras[source] = name
+        _evict_unused(entry, keep={lora.key for lora in wanted})
+        name = adapter_name(lora.key)
+        _load(pipe, lora, name, load_options)
+        entry.loras[lora.key] = name
     loaded_s = time.perf_counter() - started
     if wanted:
         pipe.enable_lora()
         pipe.set_adapters(
-            [entry.loras[s] for s, _ in wanted], adapter_weights=[w for _, w in wanted]
+            [entry.loras[lora.key] for lora in wanted],
+            adapter_weights=[lora.weight for lora in wanted],
         )
     elif entry.loras:
         pipe.disable_lora()
@@ -115,8 +146,11 @@ def apply_loras(entry: Entry, wanted: LoraSet, *, load_options: dict[str, Any]) 
     return loaded_s
 
 
-def _load(pipe: Any, source: str, name: str, options: dict[str, Any]) -> None:
+def _load(pipe: Any, lora: Lora, name: str, options: dict[str, Any]) -> None:
+    source = lora.source
     kwargs: dict[str, Any] = {"adapter_name": name}
+    if lora.weight_name is not None:
+        kwargs["weight_name"] = lora.weight_name
     path = Path(source).expanduser()
     if is_local_path(source):
         if path.is_file():

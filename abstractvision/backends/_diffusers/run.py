@@ -40,7 +40,8 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 
 EXTRA_KEYS: dict[str, str] = {
     "scheduler": "sampler, one of: " + ", ".join(SCHEDULERS) + " (must suit the model)",
-    "loras": 'LoRA adapters: [{"source": allowed folder/file/hub id, "weight": float}]',
+    "loras": 'LoRA adapters: [{"source": allowed folder/file/hub id, "weight": float, '
+    '"weight_name": file in the repo (optional)}]',
 }
 
 

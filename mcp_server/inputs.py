@@ -1,27 +1,26 @@
 """Image arguments to bytes: artifact ref, artifact URI, data URL, base64, sandboxed path, URL.
 
-URLs are fetched only when every address the host resolves to is public (or the host or all
-private addresses are allowed); the connection goes to the address that was checked, redirects
-are checked the same way, and size and time are capped.
+URLs go through the library's guard (``abstractvision.net``): every address of the host must be
+public unless allowed, the connection goes to the checked address, redirects are checked the
+same way, and size and time are capped.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import re
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
 from abstractvision import InvalidRequestError, MediaStore, is_artifact_ref
 from abstractvision.artifacts import ARTIFACT_URI_PREFIX
+from abstractvision.net import fetch_url_async
 
 from .config import ServerConfig
 
@@ -30,7 +29,6 @@ ACCEPTED = (
     "base64, a file path inside an allowed root, or an http(s) URL"
 )
 _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
-_MAX_REDIRECTS = 3
 
 
 class ImageInputs:
@@ -108,75 +106,17 @@ class ImageInputs:
         return resolved.read_bytes()
 
     async def _url(self, field: str, url: str) -> bytes:
-        try:
-            with anyio.fail_after(self.config.url_timeout_s):
-                async with httpx.AsyncClient(timeout=self.config.url_timeout_s) as client:
-                    for _ in range(_MAX_REDIRECTS + 1):
-                        redirect, body = await self._get(client, field, url)
-                        if redirect is None:
-                            return body
-                        url = urljoin(url, redirect)
-                    raise InvalidRequestError(field, url, f"more than {_MAX_REDIRECTS} redirects")
-        except TimeoutError:
-            raise InvalidRequestError(
-                field, url, f"download took over {self.config.url_timeout_s} s"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise InvalidRequestError(field, url, f"download failed: {exc}") from None
-
-    async def _get(
-        self, client: httpx.AsyncClient, field: str, url: str
-    ) -> tuple[str | None, bytes]:
-        """One hop to a checked address: (redirect target, b"") or (None, body)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidRequestError(field, url, "must be an http(s) URL with a host")
-        host = parts.hostname
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        address = await self._checked_address(field, url, host, port)
-        netloc = f"[{address}]" if ":" in address else address
-        target = parts._replace(netloc=f"{netloc}:{port}").geturl()
-        headers = {"Host": parts.netloc.rpartition("@")[2]}
-        extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
-        request = client.build_request("GET", target, headers=headers, extensions=extensions)
-        response = await client.send(request, stream=True)
-        try:
-            if response.is_redirect and "location" in response.headers:
-                return response.headers["location"], b""
-            if response.status_code != 200:
-                raise InvalidRequestError(field, url, f"HTTP {response.status_code}")
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > self.config.max_input_bytes:
-                    raise InvalidRequestError(
-                        field, url, f"must be <= {self.config.max_input_bytes} bytes"
-                    )
-            return None, bytes(body)
-        finally:
-            await response.aclose()
-
-    async def _checked_address(self, field: str, url: str, host: str, port: int) -> str:
-        try:
-            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise InvalidRequestError(field, url, f"cannot resolve {host}: {exc}") from None
-        addresses = sorted({str(info[4][0]) for info in infos})
-        if not addresses:
-            raise InvalidRequestError(field, url, f"cannot resolve {host}")
-        trusted = self.config.allow_private_urls or host.lower() in {
-            h.lower() for h in self.config.allow_url_host
-        }
-        if not trusted:
-            for address in addresses:
-                if not ipaddress.ip_address(address.split("%")[0]).is_global:
-                    raise InvalidRequestError(
-                        field,
-                        url,
-                        f"{host} resolves to non-public address {address}; only public URLs are "
-                        "fetched (server flag --allow-url-host / --allow-private-urls)",
-                    )
-        return addresses[0]
+        cfg = self.config
+        async with httpx.AsyncClient() as client:
+            return await fetch_url_async(
+                client,
+                url,
+                max_bytes=cfg.max_input_bytes,
+                timeout_s=cfg.url_timeout_s,
+                allow_private=cfg.allow_private_urls,
+                allow_hosts=cfg.allow_url_host,
+                field=field,
+            )
 
 
 # Base64 of PNG, JPEG, WebP and GIF headers: such a string is data even if it starts with "/".

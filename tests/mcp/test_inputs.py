@@ -77,11 +77,12 @@ async def test_paths_stay_inside_roots(tmp_path: Path) -> None:
 
 
 async def test_urls_guarded(tmp_path: Path, web: str) -> None:
-    with pytest.raises(InvalidRequestError, match="non-public"):
-        await _inputs(tmp_path).resolve("image", f"{web}/img.png")
+    with pytest.raises(InvalidRequestError, match="non-public") as refused:
+        await _inputs(tmp_path).resolve("mask", f"{web}/img.png")
+    assert refused.value.field == "mask" and str(refused.value).startswith("mask=")
     trusted = _inputs(tmp_path, "--allow-url-host", "127.0.0.1", "--max-input-bytes", "5000")
     assert await trusted.resolve("image", f"{web}/img.png") == PNG
-    with pytest.raises(InvalidRequestError, match="localhost resolves to non-public"):
+    with pytest.raises(InvalidRequestError, match="localhost resolves to the non-public"):
         await trusted.resolve("image", f"{web}/redirect")
     with pytest.raises(InvalidRequestError, match="5000 bytes"):
         await trusted.resolve("image", f"{web}/big")

@@ -305,6 +305,39 @@ def test_worker_never_writes_to_stdout(klein_file: Path) -> None:
     assert done.stdout == b""
 
 
+def test_worker_ends_when_its_parent_dies_mid_generation(klein_file: Path) -> None:
+    script = textwrap.dedent(f"""
+        import sys
+        from abstractvision.backends import create_backend
+        from abstractvision.control import GenerationControl
+        from abstractvision.types import ImageGenerationRequest
+        backend = create_backend("sdcpp", model={str(klein_file)!r}, n_threads={THREADS})
+        def started(_event):
+            sys.stderr.write(f"WORKER {{backend.worker_pid}}\\n")
+            sys.stderr.flush()
+        request = ImageGenerationRequest(prompt="a fox", width=64, height=64, steps=200)
+        backend.generate_image(request, control=GenerationControl(started))
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    try:
+        assert parent.stderr is not None
+        line = next(line for line in parent.stderr if line.startswith("WORKER "))
+        worker_pid = int(line.split()[1])
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(worker_pid, signal.SIGKILL)
+        pytest.fail("the worker outlived its parent")
+
+
 # --- video (Wan 2.1 + TAEHV) ----------------------------------------------------------------
 
 

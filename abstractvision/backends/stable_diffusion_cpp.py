@@ -15,9 +15,8 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from ..control import GenerationControl
 from ..errors import (
@@ -37,6 +36,7 @@ from ..types import (
 )
 from ._diffusers import outputs
 from ._sdcpp import options
+from ._sdcpp.config import StableDiffusionCppBackendConfig
 from ._sdcpp.process import EngineError, Worker, WorkerDied, WorkerTimeout
 from .base_backend import VisionBackend
 
@@ -46,84 +46,8 @@ log = logging.getLogger(__name__)
 
 IMAGE_TASKS = ("text_to_image", "image_to_image")
 VIDEO_TASKS = ("text_to_video", "image_to_video")
-FILE_ROLES = (  # config field -> binding argument "<role>_path"
-    "model",
-    "diffusion_model",
-    "high_noise_diffusion_model",
-    "vae",
-    "taesd",
-    "llm",
-    "llm_vision",
-    "clip_l",
-    "clip_g",
-    "clip_vision",
-    "t5xxl",
-)
 _WAN_FRAME_RULE = "4k+1"
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class StableDiffusionCppBackendConfig:
-    """Model files (one ``model`` or split components), engine options and request defaults."""
-
-    model: str | None = None
-    diffusion_model: str | None = None
-    high_noise_diffusion_model: str | None = None
-    vae: str | None = None
-    taesd: str | None = None
-    llm: str | None = None
-    llm_vision: str | None = None
-    clip_l: str | None = None
-    clip_g: str | None = None
-    clip_vision: str | None = None
-    t5xxl: str | None = None
-    model_name: str | None = None  # the id callers pass as ``model``; default: the file's stem
-    n_threads: int | None = None  # default: every core this process may use
-    offload_params_to_cpu: bool = False
-    keep_clip_on_cpu: bool = False
-    keep_vae_on_cpu: bool = False
-    flash_attn: bool = False
-    vae_tiling: bool = False
-    sampler: str | None = None
-    scheduler: str | None = None
-    steps: int = 20
-    guidance_scale: float | None = None
-    width: int = 512
-    height: int = 512
-    num_frames: int = 33
-    fps: int = 16
-    edit_mode: Literal["auto", "init", "reference"] = "auto"
-    lora_dir: str | None = None
-    load_timeout_s: float = 600.0
-    generate_timeout_s: float | None = None
-    verbose: bool = False  # echo the engine's log on stderr
-
-    def __post_init__(self) -> None:
-        if not (self.model or self.diffusion_model):
-            raise InvalidRequestError("model", None, "set model or diffusion_model (a file path)")
-        for role in FILE_ROLES:
-            path = getattr(self, role)
-            if path is not None and not isinstance(path, str):
-                raise InvalidRequestError(role, path, "must be a file path")
-        if self.n_threads is not None and self.n_threads < 1:
-            raise InvalidRequestError("n_threads", self.n_threads, "must be >= 1")
-        if self.edit_mode not in ("auto", "init", "reference"):
-            raise InvalidRequestError(
-                "edit_mode", self.edit_mode, "must be auto, init or reference"
-            )
-        if self.load_timeout_s <= 0:
-            raise InvalidRequestError("load_timeout_s", self.load_timeout_s, "must be > 0")
-        if self.fps < 1 or self.num_frames < 1 or self.steps < 1:
-            raise InvalidRequestError("fps/num_frames/steps", None, "must be >= 1")
-
-    def files(self) -> dict[str, str]:
-        return {role: getattr(self, role) for role in FILE_ROLES if getattr(self, role)}
-
-
-def _cores() -> int:
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
 class StableDiffusionCppVisionBackend(VisionBackend):
@@ -176,21 +100,6 @@ class StableDiffusionCppVisionBackend(VisionBackend):
 
     # --- worker lifecycle --------------------------------------------------------------------
 
-    def _load_kwargs(self) -> dict[str, Any]:
-        cfg = self.config
-        kwargs: dict[str, Any] = {f"{role}_path": path for role, path in cfg.files().items()}
-        kwargs.update(
-            n_threads=cfg.n_threads or _cores(),
-            vae_decode_only=False,  # image_to_image and video encode through the VAE
-            offload_params_to_cpu=cfg.offload_params_to_cpu,
-            keep_clip_on_cpu=cfg.keep_clip_on_cpu,
-            keep_vae_on_cpu=cfg.keep_vae_on_cpu,
-            flash_attn=cfg.flash_attn,
-        )
-        if cfg.lora_dir:
-            kwargs["lora_model_dir"] = cfg.lora_dir
-        return kwargs
-
     def _ensure_worker(self) -> tuple[Worker, float]:
         """The warm worker, or a new one with the model loaded; returns (worker, load seconds)."""
         if self._worker is not None and self._worker.alive:
@@ -199,7 +108,7 @@ class StableDiffusionCppVisionBackend(VisionBackend):
         missing = [f"{r}={p}" for r, p in self.config.files().items() if not os.path.isfile(p)]
         if missing:
             raise BackendError(f"model file not found: {', '.join(missing)}")
-        worker = Worker(self._load_kwargs(), verbose=self.config.verbose)
+        worker = Worker(self.config.load_kwargs(), verbose=self.config.verbose)
         self._worker = worker
         started = time.perf_counter()
         info = worker.start(self.config.load_timeout_s)
@@ -346,41 +255,16 @@ class StableDiffusionCppVisionBackend(VisionBackend):
             raise CapabilityNotSupportedError(
                 f"model {request.model!r} is not loaded here; this backend runs {self.model_name!r}"
             )
-        options.check_prompt("prompt", request.prompt)
-        options.check_prompt("negative_prompt", request.negative_prompt)
-        extra = dict(request.extra)
-        loras = options.resolve_loras(extra.pop("loras", None), self.config.lora_dir)
+        if task not in (self.get_capabilities().supported_tasks or ()):
+            can = ", ".join(self.get_capabilities().supported_tasks or ())
+            raise CapabilityNotSupportedError(f"{self.model_name} cannot run {task}; it runs {can}")
         cfg = self.config
-        seed = (
-            request.seed
-            if request.seed is not None
-            else random.SystemRandom().randint(0, LIMITS.max_seed)
-        )
-        kwargs: dict[str, Any] = {
-            "prompt": options.lora_prompt(request.prompt or "", loras),
-            "negative_prompt": request.negative_prompt or "",
-            "width": request.width or cfg.width,
-            "height": request.height or cfg.height,
-            "sample_steps": request.steps or cfg.steps,
-            "seed": seed,
-            "sample_method": cfg.sampler,
-            "scheduler": cfg.scheduler,
-            "vae_tiling": cfg.vae_tiling,
-        }
-        guidance = (
-            request.guidance_scale if request.guidance_scale is not None else cfg.guidance_scale
-        )
-        if guidance is not None:
-            kwargs["cfg_scale"] = guidance
-        kwargs.update(options.binding_options(extra))
-        kwargs.pop("edit_mode", None)
+        seed = request.seed
+        if seed is None:
+            seed = random.SystemRandom().randint(0, LIMITS.max_seed)
+        kwargs, loras = options.generation_kwargs(request, cfg, seed)
         kwargs.update(inputs)
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
-        if task not in self.get_capabilities().supported_tasks:  # type: ignore[operator]
-            raise CapabilityNotSupportedError(
-                f"{self.model_name} cannot run {task}; it runs "
-                f"{', '.join(self.get_capabilities().supported_tasks or ())}"
-            )
+        guidance = kwargs.get("cfg_scale")
         steps = kwargs["sample_steps"]
         reported: set[int] = set()
 

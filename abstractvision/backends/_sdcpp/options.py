@@ -115,6 +115,30 @@ def _lora_item(i: int, item: Any) -> tuple[str, float]:
     return item["name"], float(_number(f"loras[{i}].weight", item.get("weight", 1.0), -4, 4))
 
 
+def generation_kwargs(request: Any, cfg: Any, seed: int) -> tuple[dict[str, Any], list[Any]]:
+    """Binding arguments of ``generate_image``/``generate_video`` from a request and the config
+    defaults, and the allow-listed LoRAs; None values are left to the engine's defaults."""
+    check_prompt("prompt", request.prompt)
+    check_prompt("negative_prompt", request.negative_prompt)
+    extra = dict(request.extra)
+    loras = resolve_loras(extra.pop("loras", None), cfg.lora_dir)
+    guidance = request.guidance_scale
+    kwargs: dict[str, Any] = {
+        "prompt": lora_prompt(request.prompt or "", loras),
+        "negative_prompt": request.negative_prompt or "",
+        "width": request.width or cfg.width,
+        "height": request.height or cfg.height,
+        "sample_steps": request.steps or cfg.steps,
+        "seed": seed,
+        "cfg_scale": guidance if guidance is not None else cfg.guidance_scale,
+        "sample_method": cfg.sampler,
+        "scheduler": cfg.scheduler,
+        "vae_tiling": cfg.vae_tiling,
+        **binding_options(extra),
+    }
+    return {k: v for k, v in kwargs.items() if v is not None}, loras
+
+
 def lora_prompt(prompt: str, loras: Iterable[tuple[str, float]]) -> str:
     """The prompt with the bindings' LoRA tags appended (paths already allow-listed)."""
     tags = "".join(f"<lora:{path}:{weight:g}>" for path, weight in loras)

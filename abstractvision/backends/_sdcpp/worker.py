@@ -54,12 +54,27 @@ def _install_log_callback(sd_cpp: Any, verbose: bool) -> tuple[collections.deque
     return tail, on_log  # the caller keeps ``on_log`` alive
 
 
+def _exit_with_parent() -> None:
+    """End this process when the parent dies, even mid-generation (the C call cannot be left)."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(fd: int) -> None:
     """Entry point of the worker process: ``fd`` is its end of the socket pair."""
     from multiprocessing.connection import Connection
 
     _quiet_stdout()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _exit_with_parent()
     conn = Connection(fd)
     try:
         load_kwargs, verbose = conn.recv()

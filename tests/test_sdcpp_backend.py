@@ -36,6 +36,7 @@ from abstractvision.errors import (
     CapabilityNotSupportedError,
     GenerationCancelledError,
     InvalidRequestError,
+    OptionalDependencyMissingError,
 )
 from abstractvision.types import (
     ImageEditRequest,
@@ -285,6 +286,19 @@ def test_corrupt_and_missing_files_give_typed_errors(klein_file: Path, tmp_path:
     with pytest.raises(BackendError, match="no answer"):
         slow.preload()
     assert slow.worker_pid is None
+
+
+def test_missing_bindings_name_the_extra(klein_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "stable_diffusion_cpp" else real(name, *a),
+    )
+    with pytest.raises(OptionalDependencyMissingError, match=r"abstractvision\[sdcpp\]"):
+        StableDiffusionCppVisionBackend(model=str(klein_file)).preload()
 
 
 def test_worker_never_writes_to_stdout(klein_file: Path) -> None:

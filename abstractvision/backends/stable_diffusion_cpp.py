@@ -9,6 +9,7 @@ One generation runs at a time per backend. Environment variables are not read.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import random
@@ -24,6 +25,7 @@ from ..errors import (
     CapabilityNotSupportedError,
     GenerationCancelledError,
     InvalidRequestError,
+    OptionalDependencyMissingError,
 )
 from ..types import (
     LIMITS,
@@ -108,6 +110,10 @@ class StableDiffusionCppVisionBackend(VisionBackend):
         missing = [f"{r}={p}" for r, p in self.config.files().items() if not os.path.isfile(p)]
         if missing:
             raise BackendError(f"model file not found: {', '.join(missing)}")
+        if importlib.util.find_spec("stable_diffusion_cpp") is None:
+            raise OptionalDependencyMissingError(
+                "stable-diffusion-cpp-python", "sdcpp", feature="the stable-diffusion.cpp backend"
+            )
         worker = Worker(self.config.load_kwargs(), verbose=self.config.verbose)
         self._worker = worker
         started = time.perf_counter()
@@ -149,7 +155,8 @@ class StableDiffusionCppVisionBackend(VisionBackend):
         try:
             return action()
         except (WorkerDied, WorkerTimeout, EngineError) as exc:
-            self._drop_worker()
+            if not (isinstance(exc, EngineError) and exc.kind == "engine"):
+                self._drop_worker()  # a refused generation leaves the worker warm; the rest not
             if control.cancelled:
                 raise GenerationCancelledError("generation cancelled by the caller") from None
             raise self._backend_error(exc, what) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mcp_types import CallToolResult, ImageContent, ResourceLink, TextContent
@@ -17,6 +17,8 @@ from .config import ServerConfig
 log = logging.getLogger(__name__)
 
 _FIELDS = ("width", "height", "frames", "fps", "model", "seed", "timings")
+# What a multi-view ref says about its place in the set (see docs/multiview.md).
+_VIEW_FIELDS = ("role", "view_index", "angle", "azimuth", "elevation", "zoom", "route", "failed")
 
 
 def flatten_ref(ref: Mapping[str, Any]) -> dict[str, Any]:
@@ -24,7 +26,7 @@ def flatten_ref(ref: Mapping[str, Any]) -> dict[str, Any]:
     meta = ref.get("metadata") or {}
     out = {k: v for k, v in ref.items() if k != "metadata"}
     out.setdefault("uri", artifact_uri(str(ref["$artifact"])))
-    for key in _FIELDS:
+    for key in _FIELDS + _VIEW_FIELDS:
         value = meta.get(key)
         if key == "frames" and value is None:
             value = meta.get("num_frames")
@@ -72,27 +74,65 @@ def preview(config: ServerConfig, store: MediaStore, ref: Mapping[str, Any]) -> 
         return None
 
 
+def _link(ref: Mapping[str, Any]) -> ResourceLink:
+    return ResourceLink(
+        type="resource_link",
+        uri=ref["uri"],
+        name=str(ref["$artifact"]),
+        mime_type=ref.get("content_type"),
+        size=ref.get("size_bytes"),
+    )
+
+
+def describe_views(refs: Sequence[Mapping[str, Any]]) -> str:
+    """One line for a multi-view set: views by angle, the reference, a failed view if any."""
+    views = [r for r in refs if r.get("role") == "view"]
+    sheet = next((r for r in refs if r.get("role") == "contact_sheet"), refs[-1])
+    angles = ", ".join(str(v.get("angle", "?")) for v in views)
+    text = f"{len(views)} view{'s' * (len(views) != 1)} ({angles}) + contact sheet"
+    if any(r.get("role") == "reference" for r in refs):
+        text += " + generated reference"
+    failed = sheet.get("failed")
+    if isinstance(failed, Mapping):
+        text += (
+            f"; view {int(failed.get('view_index', 0)) + 1} ({failed.get('angle')}) failed: "
+            f"{failed.get('error')}"
+        )
+    return f"{text} -> {sheet['uri']}"
+
+
+def multi_view_content(refs: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    """(structured content, text) of a multi-view result, split by each ref's role."""
+    by_role: dict[str, list[dict[str, Any]]] = {}
+    for ref in refs:
+        by_role.setdefault(str(ref.get("role", "view")), []).append(ref)
+    sheet = (by_role.get("contact_sheet") or [refs[-1]])[0]
+    structured = {
+        "reference": (by_role.get("reference") or [None])[0],
+        "views": by_role.get("view", []),
+        "contact_sheet": sheet,
+    }
+    return structured, describe_views(refs)
+
+
 def generation_result(
     config: ServerConfig, store: MediaStore, task: str, job: Any, result: Any
 ) -> CallToolResult:
-    """Build the result of a finished task: one ref, or ``views`` for multi-view."""
+    """A finished task: one ref, or for multi-view ``{reference, views, contact_sheet}``.
+
+    Content: one text line, a resource_link per ref, one preview (the contact sheet's for
+    multi-view).
+    """
     refs = [flatten_ref(r) for r in (result if isinstance(result, list) else [result])]
-    content: list[Any] = []
-    for ref in refs:
-        content.append(TextContent(type="text", text=describe(task, ref)))
-        content.append(
-            ResourceLink(
-                type="resource_link",
-                uri=ref["uri"],
-                name=str(ref["$artifact"]),
-                mime_type=ref.get("content_type"),
-                size=ref.get("size_bytes"),
-            )
-        )
-        picture = preview(config, store, ref)
-        if picture is not None:
-            content.append(picture)
-    structured: dict[str, Any] = dict(refs[0]) if len(refs) == 1 else {"views": refs}
+    if isinstance(result, list):
+        structured, line = multi_view_content(refs)
+        shown = structured["contact_sheet"]
+    else:
+        structured, line, shown = dict(refs[0]), describe(task, refs[0]), refs[0]
+    content: list[Any] = [TextContent(type="text", text=line), *map(_link, refs)]
+    picture = preview(config, store, shown)
+    if picture is not None:
+        content.append(picture)
     structured.update(job_id=job.id, status="succeeded")
     return CallToolResult(content=content, structured_content=structured)
 

@@ -101,9 +101,8 @@ UTILITY_INPUTS: dict[str, dict[str, Any]] = {
     ),
 }
 
-# Published output schema of the task tools and get_job: the ref (more keys may follow), a
-# multi-view result's ``views``, or a job handle while the job runs.
-GENERATION_OUTPUT: dict[str, Any] = {
+# One artifact ref in a result (more keys may follow: size_bytes, sha256, timings...).
+REF_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "$artifact": {"type": "string"},
@@ -114,10 +113,40 @@ GENERATION_OUTPUT: dict[str, Any] = {
         "frames": {"type": "integer"},
         "model": {"type": "string"},
         "seed": {"type": "integer"},
-        "views": {"type": "array"},
-        "job_id": {"type": "string"},
-        "status": {"type": "string", "enum": JOB_STATUSES},
     },
+}
+_JOB_PROPS: dict[str, Any] = {
+    "job_id": {"type": "string"},
+    "status": {"type": "string", "enum": JOB_STATUSES},
+}
+_VIEW_REF = {
+    **REF_SCHEMA,
+    "properties": {
+        **REF_SCHEMA["properties"],
+        "role": {"type": "string", "enum": ["reference", "view", "contact_sheet"]},
+        "view_index": {"type": "integer"},
+        "angle": {"type": "string"},
+    },
+}
+# multi_view_image: the generated reference (null when one was given), the views in order and
+# their contact sheet; or a job handle while the job runs.
+MULTI_VIEW_OUTPUT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "reference": {"anyOf": [_VIEW_REF, {"type": "null"}]},
+        "views": {"type": "array", "items": _VIEW_REF},
+        "contact_sheet": _VIEW_REF,
+        **_JOB_PROPS,
+    },
+}
+# The other task tools: the ref itself, or a job handle. get_job returns either shape.
+GENERATION_OUTPUT: dict[str, Any] = {
+    "type": "object",
+    "properties": {**REF_SCHEMA["properties"], **_JOB_PROPS},
+}
+GET_JOB_OUTPUT: dict[str, Any] = {
+    "type": "object",
+    "properties": {**GENERATION_OUTPUT["properties"], **MULTI_VIEW_OUTPUT["properties"]},
 }
 
 

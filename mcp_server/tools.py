@@ -18,7 +18,14 @@ from abstractvision import AbstractVisionError, InvalidRequestError, ProgressEve
 from abstractvision.types import REQUEST_TYPES
 
 from . import resources, results
-from .schemas import GENERATION_OUTPUT, UTILITY_INPUTS, check_arguments, task_input_schema
+from .schemas import (
+    GENERATION_OUTPUT,
+    GET_JOB_OUTPUT,
+    MULTI_VIEW_OUTPUT,
+    UTILITY_INPUTS,
+    check_arguments,
+    task_input_schema,
+)
 from .state import ServerState
 
 log = logging.getLogger(__name__)
@@ -43,11 +50,15 @@ TOOLS: dict[str, ToolSpec] = {}
 TASK_TEXT: dict[Task, tuple[str, str]] = {
     Task.TEXT_TO_IMAGE: ("Text to image", "Generate an image from a prompt."),
     Task.IMAGE_TO_IMAGE: ("Edit image", "Change an image by a prompt; a mask limits the change."),
-    Task.MULTI_VIEW_IMAGE: ("Multi-view image", "Render one subject from several angles."),
+    Task.MULTI_VIEW_IMAGE: (
+        "Multi-view image",
+        "Render one subject from several angles; without reference_image one is generated.",
+    ),
     Task.TEXT_TO_VIDEO: ("Text to video", "Generate a short video from a prompt."),
     Task.IMAGE_TO_VIDEO: ("Image to video", "Animate a still image."),
 }
 _RESULT_NOTE = " Returns an artifact ref (pass it to other tools) or a job_id for get_job."
+_VIEWS_NOTE = " Returns refs {reference, views, contact_sheet} or a job_id for get_job."
 
 
 def tool(name: str, title: str, description: str, **kwargs: Any) -> Callable[[Handler], Handler]:
@@ -152,14 +163,15 @@ def _task_handler(task: Task) -> Handler:
 
 
 for _task, (_title, _text) in TASK_TEXT.items():
+    _views = _task is Task.MULTI_VIEW_IMAGE
     TOOLS[_task.value] = ToolSpec(
         _task.value,
         _title,
-        _text + _RESULT_NOTE,
+        _text + (_VIEWS_NOTE if _views else _RESULT_NOTE),
         _task_handler(_task),
         read_only=False,
         task=_task,
-        output_schema=GENERATION_OUTPUT,
+        output_schema=MULTI_VIEW_OUTPUT if _views else GENERATION_OUTPUT,
     )
 
 
@@ -173,7 +185,7 @@ def _job(state: ServerState, job_id: str) -> Any:
 
 
 @tool("get_job", "Get job", "Status of a job; waits up to wait_s, then returns its result.",
-      output_schema=GENERATION_OUTPUT)  # fmt: skip
+      output_schema=GET_JOB_OUTPUT)  # fmt: skip
 async def get_job(state: ServerState, args: dict[str, Any], progress: Progress) -> CallToolResult:
     job = _job(state, args["job_id"])
     await state.jobs.wait(job, float(args.get("wait_s", 0)), progress)

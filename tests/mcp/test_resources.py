@@ -43,7 +43,7 @@ async def test_lists_and_capability_documents(fault_client: Any) -> None:
             model = _json(await client.read_resource(uri))
             assert model["id"] == SD15
         backend = _json(await client.read_resource("abstractvision://backend"))
-        assert backend["tasks"] == ["text_to_image", "image_to_image"]
+        assert backend["tasks"] == ["text_to_image", "image_to_image", "multi_view_image"]
         assert backend["limits"]["max_side"] == 4096 and backend["loaded_models"] == []
         with pytest.raises(MCPError, match="unknown model"):
             await client.read_resource("abstractvision://capabilities/models/no/such")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from ..types import (
     VideoGenerationRequest,
     VisionBackendCapabilities,
 )
+from ._common import choose_seed, image_asset, video_asset
 from ._diffusers import families, loading, loras, outputs, run
 from ._diffusers.cache import Entry, PipelineCache
 from .base_backend import VisionBackend
@@ -301,10 +301,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         required: tuple[str, ...] = (),
     ) -> GeneratedAsset:
         result, meta = self._call(info, kind, request, inputs, control, required)
-        image = outputs.image_output(result, info.source)
-        data, mime = outputs.encode_image(image, request.output_format)
-        meta.update(width=image.width, height=image.height)
-        return GeneratedAsset("image", data, mime, meta)
+        return image_asset(outputs.image_output(result, info.source), request.output_format, meta)
 
     def _video(
         self,
@@ -329,10 +326,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         }
         result, meta = self._call(info, task, request, inputs, control, required)
         frames = outputs.video_output(result, info.source)
-        data, mime = outputs.encode_video(frames, fps, request.output_format)
-        meta.update(width=frames[0].width, height=frames[0].height, num_frames=len(frames), fps=fps)
-        preview, preview_mime = outputs.video_preview(frames, fps)
-        return GeneratedAsset("video", data, mime, meta, preview, preview_mime)
+        return video_asset(frames, fps, request.output_format, meta)
 
     def _call(
         self,
@@ -352,11 +346,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
                     f"extra.{key}", extra[key], f"accepted: {', '.join(run.EXTRA_KEYS)}"
                 )
         wanted_loras = loras.parse_loras(extra.get("loras", []), self.config.lora_allowlist)
-        seed = (
-            request.seed
-            if request.seed is not None
-            else random.SystemRandom().randint(0, LIMITS.max_seed)
-        )
+        seed = choose_seed(request.seed)
         control.check()
         entry, load_s = self._entry(info)
         with entry.lock:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from ..types import (
     VideoGenerationRequest,
     VisionBackendCapabilities,
 )
-from ._diffusers import outputs
+from ._common import choose_seed, image_asset, video_asset
 from ._sdcpp import options
 from ._sdcpp.config import StableDiffusionCppBackendConfig
 from ._sdcpp.process import EngineError, Worker, WorkerDied, WorkerTimeout
@@ -227,10 +226,7 @@ class StableDiffusionCppVisionBackend(VisionBackend):
         self, task: str, request: Any, inputs: dict[str, Any], control: GenerationControl | None
     ) -> GeneratedAsset:
         frames, meta = self._call("image", task, request, inputs, control)
-        image = frames[0]
-        data, mime = outputs.encode_image(image, request.output_format)
-        meta.update(width=image.width, height=image.height)
-        return GeneratedAsset("image", data, mime, meta)
+        return image_asset(frames[0], request.output_format, meta)
 
     def _video(
         self, task: str, request: Any, inputs: dict[str, Any], control: GenerationControl | None
@@ -243,10 +239,7 @@ class StableDiffusionCppVisionBackend(VisionBackend):
         fps = request.fps or self.config.fps
         inputs = {**inputs, "video_frames": num_frames}
         frames, meta = self._call("video", task, request, inputs, control)
-        data, mime = outputs.encode_video(frames, fps, request.output_format)
-        preview, preview_mime = outputs.video_preview(frames, fps)
-        meta.update(width=frames[0].width, height=frames[0].height, num_frames=len(frames), fps=fps)
-        return GeneratedAsset("video", data, mime, meta, preview, preview_mime)
+        return video_asset(frames, fps, request.output_format, meta)
 
     def _call(
         self,
@@ -266,9 +259,7 @@ class StableDiffusionCppVisionBackend(VisionBackend):
             can = ", ".join(self.get_capabilities().supported_tasks or ())
             raise CapabilityNotSupportedError(f"{self.model_name} cannot run {task}; it runs {can}")
         cfg = self.config
-        seed = request.seed
-        if seed is None:
-            seed = random.SystemRandom().randint(0, LIMITS.max_seed)
+        seed = choose_seed(request.seed)
         kwargs, loras = options.generation_kwargs(request, cfg, seed)
         kwargs.update(inputs)
         guidance = kwargs.get("cfg_scale")

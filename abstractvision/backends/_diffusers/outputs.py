@@ -54,27 +54,3 @@ def video_output(result: Any, model: str) -> list[Any]:
     elif hasattr(frames, "ndim") and frames.ndim == 5:
         frames = frames[0]
     return to_images(frames, model)
-
-
-def encode_image(image: Any, fmt: str | None) -> tuple[bytes, str]:
-    from ... import media
-
-    return media.encode_image(image, format=fmt or "png")
-
-
-def encode_video(frames: list[Any], fps: int, fmt: str | None) -> tuple[bytes, str]:
-    from ... import media
-
-    return media.encode_video(frames, fps=fps, format=fmt or "mp4")
-
-
-def video_preview(frames: list[Any], fps: int, max_side: int = 256) -> tuple[bytes, str]:
-    """An animated WebP at most ``max_side`` px a side: small enough to show inline."""
-    from ... import media
-
-    small = []
-    for frame in frames:
-        frame = frame.copy()
-        frame.thumbnail((max_side, max_side))
-        small.append(frame)
-    return media.encode_video(small, fps=fps, format="webp")

@@ -8,6 +8,7 @@ CI installs the ``sdcpp`` extra, so a missing install fails here instead of skip
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import signal
@@ -379,3 +380,58 @@ def test_wan_text_to_video_with_taehv(wan_files: tuple[Path, Path]) -> None:
     meta = asset.metadata
     assert meta["num_frames"] == 5 and meta["fps"] == 8 and meta["steps"] == 2
     assert [e.step for e in events] == [1, 2]
+
+
+# --- over MCP ------------------------------------------------------------------------------------
+
+
+def test_mcp_server_serves_sdcpp_and_survives_a_killed_worker(
+    klein_file: Path, tmp_path: Path
+) -> None:
+    """``--backend sdcpp``: text_to_image end to end; the worker killed mid-call is an isError
+    result, the server keeps serving, and the next call succeeds on a fresh worker."""
+    import anyio
+    from mcp import Client
+
+    from mcp_server.config import load_config
+    from mcp_server.server import create_server
+
+    flags = ["--backend", "sdcpp", "--store", str(tmp_path / "store"), "--preview", "none"]
+    flags += ["--backend-option", f"model={klein_file}", "--backend-option", f"n_threads={THREADS}"]
+    server = create_server(load_config(flags, environ={}))
+    args = {"prompt": "a red cube", "width": 64, "height": 64, "steps": 2, "seed": 3}
+
+    async def scenario() -> None:
+        async with Client(server) as client:
+            tools = {t.name for t in (await client.list_tools()).tools}
+            assert "text_to_image" in tools
+            first = await client.call_tool("text_to_image", args)
+            assert not first.is_error, first.content
+            ref = first.structured_content
+            read = await client.read_resource(ref["uri"])
+            png = base64.b64decode(read.contents[0].blob)
+            assert Image.open(io.BytesIO(png)).size == (64, 64)
+
+            backend = server.abstractvision_state.engine.manager.backend  # type: ignore[attr-defined]
+            killed: list[int] = []
+
+            async def kill_worker(
+                progress: float, total: float | None, message: str | None
+            ) -> None:
+                pid = backend.worker_pid
+                if pid is not None and not killed:
+                    killed.append(pid)
+                    os.kill(pid, signal.SIGKILL)
+
+            crashed = await client.call_tool(
+                "text_to_image", {**args, "seed": 4}, progress_callback=kill_worker
+            )
+            assert killed and crashed.is_error
+            assert "SIGKILL" in " ".join(c.text for c in crashed.content if c.type == "text")
+            again = await client.call_tool("text_to_image", {**args, "seed": 4})
+            assert not again.is_error and backend.worker_pid not in (None, killed[0])
+
+    try:
+        anyio.run(scenario)
+    finally:
+        server.abstractvision_state.engine.manager.backend.unload()  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ Nothing is stored unless the whole call succeeded and was not cancelled.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from . import media, multiview
@@ -129,20 +129,12 @@ class VisionManager:
         """
         request = self._request(MultiAngleRequest, prompt, "prompt", params)
         backend = self._backend()
-        model = request.model or self.model_id
-        if self.registry is not None and model and self.model_id:
-            self.registry.get(model)  # an unknown id fails here, as for the other tasks
         caps = backend.get_capabilities()
         native = type(backend).generate_angles is not VisionBackend.generate_angles
         plan = None if native else multiview.plan(request, caps, self.registry, self.model_id)
-        for sample in plan.sample_requests() if plan is not None else (request,):
-            self._gate_on_backend(caps, sample)
-        _check_images(request)
-        if control is None:
-            control = GenerationControl(on_progress)
-        elif on_progress is not None:
-            raise InvalidRequestError("on_progress", on_progress, "give it to the control instead")
-        control.check()
+        # the generic route runs text->image and edits: gate those, not a multi_view task
+        samples = plan.sample_requests() if plan is not None else (request,)
+        control = self._prepare(request, caps, control, on_progress, gated=samples)
         if plan is None:
             assets = backend.generate_angles(request, control=control)
         else:
@@ -216,22 +208,28 @@ class VisionManager:
     def _prepare(
         self,
         request: VisionRequest,
+        caps: VisionBackendCapabilities,
         control: GenerationControl | None,
         on_progress: ProgressCallback | None,
-    ) -> tuple[VisionBackend, GenerationControl]:
-        backend = self._backend()
-        task = request.task.value
+        *,
+        gated: Sequence[VisionRequest] | None = None,
+    ) -> GenerationControl:
+        """Every check before the engine runs; returns the control the engine will see."""
         model = getattr(request, "model", None) or self.model_id
         if self.registry is not None and model and self.model_id:
-            self.registry.require_support(model, task)
-        self._gate_on_backend(backend.get_capabilities(), request)
+            if isinstance(request, MultiAngleRequest):
+                self.registry.get(model)  # any editing model can render views
+            else:
+                self.registry.require_support(model, request.task.value)
+        for sample in gated or (request,):
+            self._gate_on_backend(caps, sample)
         _check_images(request)
         if control is None:
             control = GenerationControl(on_progress)
         elif on_progress is not None:
             raise InvalidRequestError("on_progress", on_progress, "give it to the control instead")
         control.check()
-        return backend, control
+        return control
 
     def _run_single(
         self,
@@ -239,7 +237,8 @@ class VisionManager:
         control: GenerationControl | None,
         on_progress: ProgressCallback | None,
     ) -> Result:
-        backend, control = self._prepare(request, control, on_progress)
+        backend = self._backend()
+        control = self._prepare(request, backend.get_capabilities(), control, on_progress)
         method = _TASK_METHODS[request.task]
         asset: GeneratedAsset = getattr(backend, method)(request, control=control)
         control.check()  # cancelled while the engine finished: store nothing

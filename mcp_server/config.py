@@ -50,6 +50,7 @@ class ServerConfig:
     allowed_host: list[str] = field(default_factory=list)
     allowed_origin: list[str] = field(default_factory=list)
     all_tools: bool = False
+    probe: bool = True
     preload: bool = False
     log_level: str = "INFO"
 
@@ -104,6 +105,11 @@ HELP: dict[str, tuple[str, Sequence[str] | None]] = {
     "allowed_host": ("extra Host header value allowed on HTTP (repeatable)", None),
     "allowed_origin": ("extra Origin allowed on HTTP (repeatable)", None),
     "all_tools": ("list every task tool, even those the backend cannot run", None),
+    "probe": (
+        "after a guessed tools/list, probe the backend in the background (imports the engine) "
+        "and notify tools/list_changed",
+        None,
+    ),
     "preload": ("load the default model in the background after start", None),
     "log_level": ("stderr log level", ("DEBUG", "INFO", "WARNING", "ERROR")),
 }

@@ -70,6 +70,7 @@ class Engine:
         self._backend = backend
         self._manager: VisionManager | None = None
         self._lock = threading.Lock()
+        self._probe_lock = threading.Lock()
         self._caps: VisionBackendCapabilities | None = None
         self._preloading = False
 
@@ -90,9 +91,15 @@ class Engine:
         May be slow and import the engine (the Diffusers backend inspects the model with torch):
         call it from a worker thread, never from tools/list.
         """
-        if self._caps is None or fresh:
-            self._caps = self.manager.capabilities()
-        return self._caps
+        with self._probe_lock:
+            if self._caps is None or fresh:
+                self._caps = self.manager.capabilities()
+            return self._caps
+
+    @property
+    def probed(self) -> bool:
+        """Whether the backend's real capabilities are known (tools/list is exact)."""
+        return self._caps is not None
 
     def advertised(self) -> VisionBackendCapabilities:
         """Capabilities for tools/list without loading anything: the real ones once known,

@@ -9,61 +9,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from abstractvision import InvalidRequestError, Task
-from abstractvision.types import REQUEST_TYPES, request_field_schemas
+from abstractvision import InvalidRequestError, Task, tool_schemas
 
-IMAGE_SCHEMA_TEXT = (
-    "Image: artifact ref object, abstractvision://artifacts/{id}, data URL, base64, "
-    "file path (allowed roots) or http(s) URL."
-)
 JOB_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
-
-
-def image_schema(description: str) -> dict[str, Any]:
-    return {
-        "anyOf": [
-            {
-                "type": "object",
-                "properties": {"$artifact": {"type": "string"}},
-                "required": ["$artifact"],
-            },
-            {"type": "string", "minLength": 1},
-        ],
-        "description": f"{description.rstrip('.')}. {IMAGE_SCHEMA_TEXT}",
-    }
 
 
 def task_input_schema(
     task: Task, models: Sequence[str], extra_keys: Mapping[str, str], max_wait_s: float
 ) -> dict[str, Any]:
-    """The flat input schema of one task tool."""
-    cls = REQUEST_TYPES[task]
-    base = request_field_schemas(cls)
-    props: dict[str, Any] = {}
-    for name, schema in base["properties"].items():
-        schema = dict(schema)
-        if name in cls.image_fields:
-            schema = image_schema(schema.get("description", "Input image"))
-        elif name == "model" and models:
-            schema = {"type": "string", "enum": list(models), "description": schema["description"]}
-        elif name == "extra":
-            if not extra_keys:
-                continue
-            keys = "; ".join(f"{k}: {v}" for k, v in extra_keys.items())
-            schema["description"] = f"Engine options. {keys}"
-        props[name] = schema
-    props["wait_s"] = {
+    """The flat input schema of one task tool: the library's, plus ``wait_s``."""
+    wait = {
         "type": "number",
         "minimum": 0,
         "maximum": max_wait_s,
         "description": "Seconds to wait before returning a job handle for get_job.",
     }
-    return {
-        "type": "object",
-        "properties": props,
-        "required": list(base["required"]),
-        "additionalProperties": False,
-    }
+    return tool_schemas.task_input_schema(task, models, extra_keys, more={"wait_s": wait})
 
 
 def _obj(props: dict[str, Any], required: Sequence[str] = ()) -> dict[str, Any]:
@@ -119,26 +80,13 @@ _JOB_PROPS: dict[str, Any] = {
     "job_id": {"type": "string"},
     "status": {"type": "string", "enum": JOB_STATUSES},
 }
-_VIEW_REF = {
-    **REF_SCHEMA,
-    "properties": {
-        **REF_SCHEMA["properties"],
-        "role": {"type": "string", "enum": ["reference", "view", "contact_sheet"]},
-        "view_index": {"type": "integer"},
-        "angle": {"type": "string"},
-    },
+# multi_view_image: refs by role (each carries role, angle, view_index...), or a job handle.
+_VIEWS_PROPS: dict[str, Any] = {
+    "reference": {"type": ["object", "null"], "description": "Generated reference; null if given."},
+    "views": {"type": "array", "items": {"type": "object"}, "description": "One ref per angle."},
+    "contact_sheet": {"type": "object", "description": "All views on one labelled image."},
 }
-# multi_view_image: the generated reference (null when one was given), the views in order and
-# their contact sheet; or a job handle while the job runs.
-MULTI_VIEW_OUTPUT: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "reference": {"anyOf": [_VIEW_REF, {"type": "null"}]},
-        "views": {"type": "array", "items": _VIEW_REF},
-        "contact_sheet": _VIEW_REF,
-        **_JOB_PROPS,
-    },
-}
+MULTI_VIEW_OUTPUT: dict[str, Any] = {"type": "object", "properties": {**_VIEWS_PROPS, **_JOB_PROPS}}
 # The other task tools: the ref itself, or a job handle. get_job returns either shape.
 GENERATION_OUTPUT: dict[str, Any] = {
     "type": "object",
@@ -146,7 +94,7 @@ GENERATION_OUTPUT: dict[str, Any] = {
 }
 GET_JOB_OUTPUT: dict[str, Any] = {
     "type": "object",
-    "properties": {**GENERATION_OUTPUT["properties"], **MULTI_VIEW_OUTPUT["properties"]},
+    "properties": {**GENERATION_OUTPUT["properties"], **_VIEWS_PROPS},
 }
 
 

@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-from mcp.server import Server
+from mcp.server import InitializationOptions, NotificationOptions, Server
 from mcp.server.context import ServerRequestContext
+from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INVALID_PARAMS,
@@ -33,6 +34,7 @@ from abstractvision import AbstractVisionError, ProgressEvent, __version__
 from . import resources, tools
 from .config import ServerConfig
 from .engine import Engine
+from .listing import ToolListing
 from .state import ServerState
 
 log = logging.getLogger(__name__)
@@ -45,21 +47,43 @@ INSTRUCTIONS = (
 )
 
 
+class _Server(Server[Any]):
+    """Declares ``tools.listChanged`` to handshake-era clients (the list is exact after probing)."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(tools_changed=True),
+            experimental_capabilities,
+            extensions,
+        )
+
+
 def create_server(config: ServerConfig, *, engine: Engine | None = None) -> Server[Any]:
     """Build the server; ``engine`` lets tests inject a backend or store."""
     state = ServerState.create(config, engine)
+
+    listing = ToolListing(state)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Server[Any]) -> AsyncIterator[dict[str, Any]]:
         if config.preload:
             state.engine.preload_in_background()
-        yield {}
+        async with anyio.create_task_group() as background:
+            try:
+                yield {"background": background}
+            finally:
+                background.cancel_scope.cancel()
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
     ) -> ListToolsResult:
-        found = await anyio.to_thread.run_sync(tools.list_tools, state)
-        return ListToolsResult(tools=found)
+        background = (ctx.lifespan_context or {}).get("background")
+        return ListToolsResult(tools=await listing.list(ctx, background))
 
     async def call_tool(
         ctx: ServerRequestContext[Any], params: CallToolRequestParams
@@ -94,7 +118,7 @@ def create_server(config: ServerConfig, *, engine: Engine | None = None) -> Serv
             raise MCPError(code=RESOURCE_NOT_FOUND, message=f"no resource {uri}", data={"uri": uri})
         return found
 
-    server: Server[Any] = Server(
+    server: Server[Any] = _Server(
         "abstractvision",
         version=__version__,
         title="abstractvision",
@@ -105,6 +129,7 @@ def create_server(config: ServerConfig, *, engine: Engine | None = None) -> Serv
         on_list_resources=list_resources,
         on_list_resource_templates=list_templates,
         on_read_resource=read_resource,
+        on_subscriptions_listen=ListenHandler(listing.bus),
     )
     server.abstractvision_state = state  # type: ignore[attr-defined]
     return server

@@ -67,12 +67,15 @@ async def test_tools_list_within_a_second_of_start(tmp_path: Path, tiny_sd_dir: 
 
 
 def test_start_and_tools_list_import_no_torch(tmp_path: Path, tiny_sd_dir: Path) -> None:
+    # --no-probe: the background probe that follows a guessed tools/list imports the engine
+    # (tests/mcp/test_listing.py); start-up and tools/list themselves must not.
     script = f"""
 import sys, anyio
 from mcp import Client
 from mcp_server.config import load_config
 from mcp_server.server import create_server
-cfg = load_config(["--model", {str(tiny_sd_dir)!r}, "--store", {str(tmp_path)!r}], environ={{}})
+argv = ["--model", {str(tiny_sd_dir)!r}, "--store", {str(tmp_path)!r}, "--no-probe"]
+cfg = load_config(argv, environ={{}})
 async def main():
     async with Client(create_server(cfg)) as client:
         assert (await client.list_tools()).tools

@@ -10,29 +10,11 @@ from typing import Any
 from mcp_types import CallToolResult, ImageContent, ResourceLink, TextContent
 
 from abstractvision import MediaStore
-from abstractvision.artifacts import artifact_uri
+from abstractvision.tools import flatten_ref, group_views
 
 from .config import ServerConfig
 
 log = logging.getLogger(__name__)
-
-_FIELDS = ("width", "height", "frames", "fps", "model", "seed", "timings")
-# What a multi-view ref says about its place in the set (see docs/multiview.md).
-_VIEW_FIELDS = ("role", "view_index", "angle", "azimuth", "elevation", "zoom", "route", "failed")
-
-
-def flatten_ref(ref: Mapping[str, Any]) -> dict[str, Any]:
-    """The ref an agent passes on, plus the generation facts lifted out of its metadata."""
-    meta = ref.get("metadata") or {}
-    out = {k: v for k, v in ref.items() if k != "metadata"}
-    out.setdefault("uri", artifact_uri(str(ref["$artifact"])))
-    for key in _FIELDS + _VIEW_FIELDS:
-        value = meta.get(key)
-        if key == "frames" and value is None:
-            value = meta.get("num_frames")
-        if value is not None:
-            out[key] = value
-    return out
 
 
 def describe(task: str, ref: Mapping[str, Any]) -> str:
@@ -103,16 +85,7 @@ def describe_views(refs: Sequence[Mapping[str, Any]]) -> str:
 
 def multi_view_content(refs: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], str]:
     """(structured content, text) of a multi-view result, split by each ref's role."""
-    by_role: dict[str, list[dict[str, Any]]] = {}
-    for ref in refs:
-        by_role.setdefault(str(ref.get("role", "view")), []).append(ref)
-    sheet = (by_role.get("contact_sheet") or [refs[-1]])[0]
-    structured = {
-        "reference": (by_role.get("reference") or [None])[0],
-        "views": by_role.get("view", []),
-        "contact_sheet": sheet,
-    }
-    return structured, describe_views(refs)
+    return group_views(refs), describe_views(refs)
 
 
 def generation_result(

@@ -15,6 +15,7 @@ import anyio
 from mcp_types import CallToolResult, Tool, ToolAnnotations
 
 from abstractvision import AbstractVisionError, InvalidRequestError, ProgressEvent, Task
+from abstractvision.tool_schemas import TASK_TEXT
 from abstractvision.types import REQUEST_TYPES
 
 from . import resources, results
@@ -47,16 +48,6 @@ class ToolSpec:
 
 TOOLS: dict[str, ToolSpec] = {}
 
-TASK_TEXT: dict[Task, tuple[str, str]] = {
-    Task.TEXT_TO_IMAGE: ("Text to image", "Generate an image from a prompt."),
-    Task.IMAGE_TO_IMAGE: ("Edit image", "Change an image by a prompt; a mask limits the change."),
-    Task.MULTI_VIEW_IMAGE: (
-        "Multi-view image",
-        "Render one subject from several angles; without reference_image one is generated.",
-    ),
-    Task.TEXT_TO_VIDEO: ("Text to video", "Generate a short video from a prompt."),
-    Task.IMAGE_TO_VIDEO: ("Image to video", "Animate a still image."),
-}
 _RESULT_NOTE = " Returns an artifact ref (pass it to other tools) or a job_id for get_job."
 _VIEWS_NOTE = " Returns refs {reference, views, contact_sheet} or a job_id for get_job."
 

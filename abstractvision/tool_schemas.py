@@ -1,0 +1,102 @@
+"""Task tool definitions from the request dataclasses: one schema for MCP, OpenAI and Anthropic.
+
+A task tool's input schema is ``request_field_schemas`` made agent-facing: flat (no $ref), image
+fields swapped for the image-input schema (artifact ref, URI, data URL, base64, path or URL),
+``model`` narrowed to the configured models, ``extra`` listing the backend's accepted keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .types import REQUEST_TYPES, Task, VisionBackendCapabilities, request_field_schemas
+
+__all__ = [
+    "IMAGE_SCHEMA_TEXT",
+    "TASK_TEXT",
+    "available_tasks",
+    "image_schema",
+    "models_for",
+    "task_input_schema",
+]
+
+IMAGE_SCHEMA_TEXT = (
+    "Image: artifact ref object, abstractvision://artifacts/{id}, data URL, base64, "
+    "file path (allowed roots) or http(s) URL."
+)
+
+# task -> (title, one-line description); the tool name is the task's value.
+TASK_TEXT: dict[Task, tuple[str, str]] = {
+    Task.TEXT_TO_IMAGE: ("Text to image", "Generate an image from a prompt."),
+    Task.IMAGE_TO_IMAGE: ("Edit image", "Change an image by a prompt; a mask limits the change."),
+    Task.MULTI_VIEW_IMAGE: (
+        "Multi-view image",
+        "Render one subject from several angles; without reference_image one is generated.",
+    ),
+    Task.TEXT_TO_VIDEO: ("Text to video", "Generate a short video from a prompt."),
+    Task.IMAGE_TO_VIDEO: ("Image to video", "Animate a still image."),
+}
+
+
+def image_schema(description: str) -> dict[str, Any]:
+    """The schema of one image input: an artifact ref object or a string form."""
+    return {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {"$artifact": {"type": "string"}},
+                "required": ["$artifact"],
+            },
+            {"type": "string", "minLength": 1},
+        ],
+        "description": f"{description.rstrip('.')}. {IMAGE_SCHEMA_TEXT}",
+    }
+
+
+def task_input_schema(
+    task: Task,
+    models: Sequence[str] = (),
+    extra_keys: Mapping[str, str] | None = None,
+    *,
+    more: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The flat input schema of one task tool; ``more`` adds caller-specific properties."""
+    cls = REQUEST_TYPES[task]
+    base = request_field_schemas(cls)
+    props: dict[str, Any] = {}
+    for name, schema in base["properties"].items():
+        schema = dict(schema)
+        if name in cls.image_fields:
+            schema = image_schema(schema.get("description", "Input image"))
+        elif name == "model" and models:
+            schema = {"type": "string", "enum": list(models), "description": schema["description"]}
+        elif name == "extra":
+            if not extra_keys:
+                continue
+            keys = "; ".join(f"{k}: {v}" for k, v in extra_keys.items())
+            schema["description"] = f"Engine options. {keys}"
+        props[name] = schema
+    props.update(more or {})
+    return {
+        "type": "object",
+        "properties": props,
+        "required": list(base["required"]),
+        "additionalProperties": False,
+    }
+
+
+def available_tasks(caps: VisionBackendCapabilities) -> list[Task]:
+    """Tasks a backend runs; multi-view wherever it can edit (the library renders the views)."""
+    edit = Task.IMAGE_TO_IMAGE
+    return [
+        t for t in Task if caps.supports(t) or (t is Task.MULTI_VIEW_IMAGE and caps.supports(edit))
+    ]
+
+
+def models_for(caps: VisionBackendCapabilities, task: Task) -> list[str]:
+    """Models configured for ``task``; for multi-view without its own, the edit models."""
+    models = caps.models.get(task.value) or ()
+    if not models and task is Task.MULTI_VIEW_IMAGE:
+        models = caps.models.get(Task.IMAGE_TO_IMAGE.value) or ()
+    return [str(m) for m in models]

@@ -1,4 +1,4 @@
-"""The ``abstractvision`` command: look up what the registry knows (and, later, generate).
+"""The ``abstractvision`` command: look up what the registry knows, or run a server.
 
 Every subcommand is one function registered in ``COMMANDS``; adding one (``t2i``, ``i2v``...)
 means writing its function and adding a row. Results go to stdout, errors to stderr: exit 2 for
@@ -119,16 +119,25 @@ def _add_show_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _add_serve(parser: argparse.ArgumentParser) -> None:
-    from .openai_server.command import configure
+# Commands run by the MCP server's entry point, whose one option table parses everything after
+# the command name (``--help`` included). The CLI is an application: it may import mcp_server.
+SERVER_PREFIX: dict[str, tuple[str, ...]] = {
+    "serve": ("--transport", "streamable-http", "--openai"),
+    "mcp": (),
+}
 
-    configure(parser)
+
+def _add_rest(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help="server options (see --help)")
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from .openai_server.command import run
+def _server(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from mcp_server.__main__ import main as server_main
 
-    return run(args)
+        return server_main([*SERVER_PREFIX[name], *args.rest], prog=f"abstractvision {name}")
+
+    return run
 
 
 COMMANDS: dict[str, Command] = {
@@ -137,7 +146,12 @@ COMMANDS: dict[str, Command] = {
     "show-model": Command(
         "show one model's engines, licence and parameters", _add_show_model, _show_model
     ),
-    "serve": Command("serve the OpenAI-compatible HTTP API (and MCP)", _add_serve, _serve),
+    "serve": Command(
+        "serve MCP and the OpenAI-compatible API over HTTP",
+        _add_rest,
+        _server("serve"),
+    ),
+    "mcp": Command("run the MCP server (stdio by default)", _add_rest, _server("mcp")),
 }
 
 
@@ -157,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (argparse itself exits 2 on bad usage)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SERVER_PREFIX:  # the server's parser owns every option after it
+        return COMMANDS[argv[0]].run(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command].run(args)

@@ -8,13 +8,14 @@ import sys
 from collections.abc import Sequence
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "abstractvision-mcp") -> int:
+    """Run the server; ``prog`` names the command in help and errors."""
     from .config import load_config
 
     try:
-        config = load_config(argv)
+        config = load_config(argv, prog=prog)
     except (ValueError, OSError) as exc:
-        sys.stderr.write(f"abstractvision-mcp: {exc}\n")
+        sys.stderr.write(f"{prog}: {exc}\n")
         return 2
     logging.basicConfig(
         stream=sys.stderr,

@@ -49,6 +49,7 @@ class ServerConfig:
     insecure: bool = False
     allowed_host: list[str] = field(default_factory=list)
     allowed_origin: list[str] = field(default_factory=list)
+    openai: bool = False
     all_tools: bool = False
     probe: bool = True
     preload: bool = False
@@ -104,6 +105,7 @@ HELP: dict[str, tuple[str, Sequence[str] | None]] = {
     "insecure": ("allow a non-loopback bind without --auth-token", None),
     "allowed_host": ("extra Host header value allowed on HTTP (repeatable)", None),
     "allowed_origin": ("extra Origin allowed on HTTP (repeatable)", None),
+    "openai": ("also serve the OpenAI-compatible API under /v1 (HTTP transports)", None),
     "all_tools": ("list every task tool, even those the backend cannot run", None),
     "probe": (
         "after a guessed tools/list, probe the backend in the background (imports the engine) "
@@ -135,9 +137,11 @@ def _kind(name: str) -> type:
     return list
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "abstractvision-mcp") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="abstractvision-mcp", description="abstractvision MCP server (logs go to stderr)"
+        prog=prog,
+        description="abstractvision server: MCP over stdio, SSE or streamable HTTP; --openai adds "
+        "the OpenAI-compatible API under /v1 on the same backend. Logs go to stderr.",
     )
     parser.add_argument("--config", help="TOML or JSON file with these options")
     for f in fields(ServerConfig):
@@ -180,11 +184,14 @@ def _read_file(path: str) -> dict[str, Any]:
 
 
 def load_config(
-    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    prog: str = "abstractvision-mcp",
 ) -> ServerConfig:
     """Parse the command line, then fill unset options from env, then the config file."""
     env = os.environ if environ is None else environ
-    args = vars(build_parser().parse_args(argv))
+    args = vars(build_parser(prog).parse_args(argv))
     config_path = args.pop("config") or env.get(env_name("config"))
     from_file = _read_file(config_path) if config_path else {}
     values: dict[str, Any] = {}
@@ -215,6 +222,8 @@ def check(config: ServerConfig) -> None:
     if config.max_concurrency < 1:
         raise ValueError("--max-concurrency must be >= 1")
     http = config.transport != "stdio"
+    if config.openai and not http:
+        raise ValueError("--openai needs an HTTP transport (--transport streamable-http or sse)")
     if http and config.host not in LOOPBACK_HOSTS and not config.auth_token and not config.insecure:
         raise ValueError(
             f"refusing to bind {config.host} without --auth-token (or pass --insecure)"

@@ -75,14 +75,19 @@ class Engine:
         self._preloading = False
 
     @property
+    def backend(self) -> VisionBackend:
+        """The one backend object (made on first need; importing it loads no weights)."""
+        with self._lock:
+            if self._backend is None:
+                self._backend = create_backend(self.config.backend, **self.config.backend_options())
+            return self._backend
+
+    @property
     def manager(self) -> VisionManager:
+        backend = self.backend
         with self._lock:
             if self._manager is None:
-                if self._backend is None:
-                    self._backend = create_backend(
-                        self.config.backend, **self.config.backend_options()
-                    )
-                self._manager = VisionManager(backend=self._backend, store=self.store)
+                self._manager = VisionManager(backend=backend, store=self.store)
             return self._manager
 
     def capabilities(self, *, fresh: bool = False) -> VisionBackendCapabilities:

@@ -21,6 +21,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import LOOPBACK_HOSTS, ServerConfig
+from .openai_api import mount, openai_app
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,11 @@ def security_settings(config: ServerConfig) -> TransportSecuritySettings:
     )
 
 
-def build_app(server: Server[Any], config: ServerConfig) -> ASGIApp:
-    """One Starlette app serving both HTTP transports, wrapped in auth when configured."""
+def build_app(
+    server: Server[Any], config: ServerConfig, openai: Starlette | None = None
+) -> ASGIApp:
+    """One Starlette app serving both HTTP transports (and ``openai``'s routes when given),
+    wrapped in auth when configured."""
     security = security_settings(config)
     sse = SseServerTransport(
         "/messages/", security_settings=security, max_request_body_size=config.max_body_bytes
@@ -72,26 +76,34 @@ def build_app(server: Server[Any], config: ServerConfig) -> ASGIApp:
             await server.run(streams[0], streams[1], server.create_initialization_options())
         return Response()
 
-    sse_routes: list[Any] = [
+    routes: list[Any] = [
         Route("/sse", endpoint=sse_endpoint, methods=["GET"]),
         Mount("/messages/", app=sse.handle_post_message),
     ]
+    wrap_lifespan = None
+    if openai is not None:
+        route, wrap_lifespan = mount(openai)
+        routes.append(route)
     app: Starlette = server.streamable_http_app(
         streamable_http_path="/mcp",
         max_request_body_size=config.max_body_bytes,
         transport_security=security,
         host=config.host,
-        custom_starlette_routes=sse_routes,
+        custom_starlette_routes=routes,
     )
+    if wrap_lifespan is not None:
+        app.router.lifespan_context = wrap_lifespan(app.router.lifespan_context)
     return BearerAuth(app, config.auth_token) if config.auth_token else app
 
 
 async def run_http(server: Server[Any], config: ServerConfig) -> None:
-    app = build_app(server, config)
+    openai = openai_app(server.abstractvision_state) if config.openai else None  # type: ignore[attr-defined]
+    app = build_app(server, config, openai)
     log.info(
-        "abstractvision MCP on http://%s:%s (streamable HTTP /mcp, SSE /sse)%s",
+        "abstractvision MCP on http://%s:%s (streamable HTTP /mcp, SSE /sse%s)%s",
         config.host,
         config.port,
+        ", OpenAI-compatible /v1" if openai is not None else "",
         "" if config.auth_token else " without auth",
     )
     uv = uvicorn.Server(

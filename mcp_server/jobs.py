@@ -69,7 +69,7 @@ class JobManager:
     """Starts jobs, lets callers wait with progress, cancels, forgets old finished jobs."""
 
     def __init__(self, max_concurrency: int = 1, ttl_s: float = 3600.0, max_jobs: int = 256):
-        self._device = threading.BoundedSemaphore(max_concurrency)
+        self.device = threading.BoundedSemaphore(max_concurrency)  # shared with --openai
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._ttl_s = ttl_s
@@ -88,7 +88,7 @@ class JobManager:
         return job
 
     def _work(self, job: Job, runner: Runner) -> None:
-        with self._device:
+        with self.device:
             if job.control.cancelled:
                 self._finish(job, "cancelled", error="cancelled before it started")
                 return

@@ -151,3 +151,36 @@ def test_every_command_in_the_table_is_wired() -> None:
     for name, command in COMMANDS.items():
         assert name in help_text and command.help in help_text
     assert {"models", "tasks", "show-model"} <= set(COMMANDS)
+
+
+def test_mcp_and_serve_delegate_to_the_server_entry_point(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["mcp", "--transport", "stdio", "--openai"]) == 2
+    assert "abstractvision mcp: --openai needs an HTTP transport" in capsys.readouterr().err
+    assert main(["serve", "--transport", "stdio"]) == 2  # serve turns --openai on
+    assert "abstractvision serve: --openai" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["mcp", "--help"])
+    assert info.value.code == 0 and "--backend-option" in capsys.readouterr().out
+
+
+def test_the_library_never_imports_mcp_server() -> None:
+    """Every abstractvision module but the CLI (an application entry) imports without it."""
+    script = """
+import importlib, pkgutil, sys
+import abstractvision
+skip = {"abstractvision.cli"}
+for info in pkgutil.walk_packages(abstractvision.__path__, "abstractvision."):
+    if info.name not in skip:
+        try:
+            importlib.import_module(info.name)
+        except ImportError as exc:  # an optional engine that is not installed
+            print("skipped", info.name, exc, file=sys.stderr)
+bad = sorted(m for m in sys.modules if m == "mcp_server" or m.startswith("mcp_server."))
+assert not bad, bad
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

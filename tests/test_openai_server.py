@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,60 +253,23 @@ def test_delete_cancels_a_running_video_job() -> None:
         assert stub.cancelled == 1  # the engine saw the cancellation at its next step
 
 
-def test_mounted_asgi_app_gets_its_paths_and_lifespan() -> None:
-    events: list[str] = []
-
-    async def mcp_like(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                events.append(message["type"])
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
-        body = scope["path"].encode()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": body})
-
-    app = create_app(VisionManager(SlowStub()), auth_token=TOKEN, mcp_app=mcp_like)
-    with serving(app) as url:
-        assert events == ["lifespan.startup"]
-        assert httpx.post(url + "/mcp", headers=_auth()).text == "/mcp"
-        assert httpx.get(url + "/sse", headers=_auth()).text == "/sse"
-        assert httpx.post(url + "/mcp").status_code == 401  # the token guards the mount too
-        assert httpx.get(url + "/v1/models", headers=_auth()).status_code == 200
-        assert httpx.get(url + "/mcpx", headers=_auth()).status_code == 404
-    assert events == ["lifespan.startup", "lifespan.shutdown"]
-
-
-@pytest.mark.anyio
-async def test_real_mcp_server_mounted_beside_the_api(tmp_path: Path) -> None:
-    pytest.importorskip("mcp")
-    import httpx2
-    from mcp import Client
-    from mcp.client.streamable_http import streamable_http_client
-
-    from mcp_server.config import ServerConfig
-    from mcp_server.engine import Engine
-    from mcp_server.http import build_app
-    from mcp_server.server import create_server
-
-    backend = SlowStub()
-    config = ServerConfig(transport="streamable-http", store=str(tmp_path))
-    mcp_app = build_app(create_server(config, engine=Engine(config, backend=backend)), config)
-    app = create_app(VisionManager(backend), auth_token=TOKEN, mcp_app=mcp_app)
-    with serving(app) as url:
-        async with (
-            httpx2.AsyncClient(headers=_auth(), timeout=30) as http,
-            Client(streamable_http_client(url + "/mcp", http_client=http)) as mcp,
-        ):
-            tools = {t.name for t in (await mcp.list_tools()).tools}
-            assert "text_to_image" in tools
-            made = await mcp.call_tool("text_to_image", {"prompt": "x", "width": 72})
-            assert not made.is_error
-        async with httpx.AsyncClient(headers=_auth()) as http:
-            answer = await http.post(url + "/v1/images/generations", json={"prompt": "x"})
-            assert image_size(base64.b64decode(answer.json()["data"][0]["b64_json"])) == (64, 64)
+def test_a_shared_device_limit_is_honoured() -> None:
+    """``device=`` from outside: a request waits while another front end holds the device."""
+    device = threading.BoundedSemaphore(1)
+    with serving(create_app(VisionManager(SlowStub()), device=device)) as url:
+        device.acquire()
+        answers: list[int] = []
+        worker = threading.Thread(
+            target=lambda: answers.append(
+                httpx.post(url + "/v1/images/generations", json={"prompt": "x"}).status_code
+            )
+        )
+        worker.start()
+        time.sleep(0.5)
+        assert not answers  # still waiting for the device
+        device.release()
+        worker.join(10)
+        assert answers == [200]
 
 
 def test_non_loopback_bind_needs_a_token() -> None:
@@ -333,7 +297,7 @@ def test_form_values_are_converted() -> None:
 
 
 def test_serve_command_in_a_subprocess(tmp_path: Path) -> None:
-    """``abstractvision serve --mcp``: one process, both protocols, one token."""
+    """``abstractvision serve``: one process, OpenAI API and MCP, one token from the env."""
     import socket
     import subprocess
     import sys
@@ -344,8 +308,8 @@ def test_serve_command_in_a_subprocess(tmp_path: Path) -> None:
     args = [
         *(sys.executable, "-m", "abstractvision.cli", "serve", "--backend", "openai"),
         *("--backend-option", "base_url=http://127.0.0.1:9/v1", "--backend-option"),
-        *('models={"text_to_image": "remote-model"}', "--port", str(port), "--mcp"),
-        *("--store", str(tmp_path), "--log-level", "warning"),
+        *('models={"text_to_image": "remote-model"}', "--port", str(port)),
+        *("--store", str(tmp_path), "--log-level", "WARNING"),
     ]
     env = {"ABSTRACTVISION_AUTH_TOKEN": TOKEN, "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -374,6 +338,23 @@ def test_serve_command_in_a_subprocess(tmp_path: Path) -> None:
             },
         }
         assert httpx.post(url + "/mcp", json=hello, headers=accept).status_code == 200
+        missing = httpx.get(url + "/v1/nothing", headers=_auth())
+        assert missing.status_code == 404 and "error" in missing.json()
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_serve_help_lists_the_server_options() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "abstractvision.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.startswith("usage: abstractvision serve")
+    assert "--openai" in done.stdout and "--auth-token" in done.stdout

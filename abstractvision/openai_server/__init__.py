@@ -7,6 +7,6 @@ uvicorn (``abstractvision serve`` on the command line). Needs starlette and uvic
 
 from __future__ import annotations
 
-from .app import MCP_PATHS, check_bind, create_app, serve
+from .app import check_bind, create_app, serve
 
-__all__ = ["MCP_PATHS", "check_bind", "create_app", "serve"]
+__all__ = ["check_bind", "create_app", "serve"]

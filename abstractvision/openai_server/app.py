@@ -1,8 +1,8 @@
-"""The app factory: OpenAI-compatible routes over one VisionManager, optionally with MCP beside it.
+"""The app factory: OpenAI-compatible routes over one VisionManager.
 
-``create_app(manager, mcp_app=...)`` serves ``/v1/...`` and hands ``/mcp`` (and the MCP app's
-SSE paths) to the given ASGI app unchanged, running that app's lifespan with ours, so one process
-and one warm backend serve both protocols. A bearer token, when set, guards every path.
+``create_app(manager)`` serves ``/v1/...`` as a Starlette app, so another front end can mount
+it (and run its lifespan) beside its own routes. ``device`` lets that front end share one device
+limit with this app. A bearer token, when set, guards every path.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import ipaddress
 import logging
 import threading
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
-import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,11 +27,10 @@ from .errors import ApiError, error_response, exception_handlers
 from .jobs import VideoJobs
 from .routes import ServerContext, generate, routes
 
-__all__ = ["MCP_PATHS", "check_bind", "create_app", "serve"]
+__all__ = ["check_bind", "create_app", "serve"]
 
 log = logging.getLogger(__name__)
 
-MCP_PATHS = ("/mcp", "/sse", "/messages")
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
@@ -81,87 +80,43 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
-class _Dispatch:
-    """Paths under ``prefixes`` go to ``other`` untouched; everything else (and lifespan) to ``main``."""
-
-    def __init__(self, main: ASGIApp, other: ASGIApp, prefixes: Sequence[str]) -> None:
-        self.main, self.other, self.prefixes = main, other, tuple(prefixes)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "lifespan" and any(
-            path == p or path.startswith(p.rstrip("/") + "/") for p in self.prefixes
-        ):
-            await self.other(scope, receive, send)
-        else:
-            await self.main(scope, receive, send)
-
-
-@contextlib.asynccontextmanager
-async def run_lifespan(app: ASGIApp) -> AsyncIterator[None]:
-    """Drive another ASGI app's lifespan (startup now, shutdown on exit); tolerate apps without one."""
-    to_app, app_inbox = anyio.create_memory_object_stream[Message](2)
-    app_outbox, from_app = anyio.create_memory_object_stream[Message](2)
-
-    async def call() -> None:
-        async with app_outbox:
-            with contextlib.suppress(Exception):  # an app without lifespan support may raise
-                scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-                await app(scope, app_inbox.receive, app_outbox.send)
-
-    async with anyio.create_task_group() as tg, to_app, from_app:
-        tg.start_soon(call)
-        await to_app.send({"type": "lifespan.startup"})
-        try:
-            reply = await from_app.receive()
-        except anyio.EndOfStream:  # no lifespan support: nothing to start
-            reply = {}
-        if reply.get("type") == "lifespan.startup.failed":
-            raise RuntimeError(f"mounted app failed to start: {reply.get('message', '')}")
-        try:
-            yield
-        finally:
-            await to_app.send({"type": "lifespan.shutdown"})
-            with contextlib.suppress(anyio.EndOfStream):
-                await from_app.receive()
-
-
 def create_app(
     manager: VisionManager,
     *,
     auth_token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_concurrency: int = 1,
+    device: AbstractContextManager[Any] | None = None,
     max_images: int = 4,
     max_jobs: int = 64,
     job_ttl_s: float = 3600.0,
     models: Sequence[str] | None = None,
-    mcp_app: ASGIApp | None = None,
-    mcp_paths: Sequence[str] = MCP_PATHS,
-) -> ASGIApp:
-    """The ASGI app. ``mcp_app`` receives ``mcp_paths`` with their full path (e.g. ``/mcp``)."""
-    device = threading.BoundedSemaphore(max_concurrency)
-    runner = functools.partial(generate, manager, device)
+) -> Starlette:
+    """The ASGI app; ``device`` is held while a generation runs (default: a semaphore of
+    ``max_concurrency``); pass one shared with other work on the same device."""
+    limit = device if device is not None else threading.BoundedSemaphore(max_concurrency)
+    runner = functools.partial(generate, manager, limit)
     jobs = VideoJobs(runner, workers=max_concurrency, max_jobs=max_jobs, ttl_s=job_ttl_s)
-    ctx = ServerContext(manager, device, jobs, max_images, models)
+    ctx = ServerContext(manager, limit, jobs, max_images, models)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with run_lifespan(mcp_app) if mcp_app is not None else contextlib.nullcontext():
-            try:
-                yield
-            finally:
-                jobs.shutdown()
+        try:
+            yield
+        finally:
+            jobs.shutdown()
 
+    middleware = [Middleware(BodyLimit, max_bytes=max_body_bytes)]
+    if auth_token:
+        middleware.insert(0, Middleware(BearerAuth, token=auth_token))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(BodyLimit, max_bytes=max_body_bytes)],
+        middleware=middleware,
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         lifespan=lifespan,
     )
     app.state.ctx = ctx
-    served: ASGIApp = app if mcp_app is None else _Dispatch(app, mcp_app, mcp_paths)
-    return BearerAuth(served, auth_token) if auth_token else served
+    return app
 
 
 def is_loopback(host: str) -> bool:

@@ -1,15 +1,16 @@
 """The OpenAI-shaped endpoints, each a thin shell: parse, run through VisionManager, shape the answer.
 
 Images are generated in a worker thread while the request waits; videos become jobs. One
-semaphore bounds how many generations use the device at once, images and videos together.
+device limit (a semaphore, possibly shared with another front end) bounds how many generations
+use the device at once, images and videos together.
 """
 
 from __future__ import annotations
 
 import base64
-import threading
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ class ServerContext:
     """What the routes share: the manager, the device limit, the video jobs, the model list."""
 
     manager: VisionManager
-    device: threading.BoundedSemaphore
+    device: AbstractContextManager[Any]
     jobs: VideoJobs
     max_images: int = 4
     models: Sequence[str] | None = None
@@ -58,7 +59,7 @@ class ServerContext:
 
 def generate(
     manager: VisionManager,
-    device: threading.BoundedSemaphore,
+    device: AbstractContextManager[Any],
     task: str,
     params: dict[str, Any],
     control: GenerationControl,

@@ -10,6 +10,7 @@ from pathlib import Path
 import tomllib
 
 import abstractvision
+from abstractvision.cli import COMMANDS, SERVER_PREFIX
 from mcp_server.config import ServerConfig, build_parser, env_name, flag
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +34,8 @@ def test_pypi_stdio_package() -> None:
     pinned = [a["value"] for a in package["runtimeArguments"] if a.get("name") == "--from"]
     assert pinned and pinned[0].endswith(f"=={abstractvision.__version__}")
     assert "abstractvision-mcp" in project["scripts"]
+    (command,) = [a["value"] for a in package["packageArguments"] if a["type"] == "positional"]
+    assert command in COMMANDS and SERVER_PREFIX[command] == ()  # `abstractvision mcp` = the server
 
 
 def test_environment_variables_match_cli_flags() -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__
+from . import __version__, cli_doctor, cli_generate
 from .errors import AbstractVisionError, InvalidRequestError, UnknownModelError
 from .model_capabilities import ModelCapabilities, VisionModelCapabilitiesRegistry
 from .types import Task
@@ -152,6 +152,7 @@ COMMANDS: dict[str, Command] = {
         _server("serve"),
     ),
     "mcp": Command("run the MCP server (stdio by default)", _add_rest, _server("mcp")),
+    **{name: Command(*row) for name, row in {**cli_generate.ROWS, **cli_doctor.ROWS}.items()},
 }
 
 

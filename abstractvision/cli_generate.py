@@ -10,20 +10,20 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .artifacts import LocalAssetStore
-from .backends import BACKENDS, create_backend
+from .backends import BACKENDS, backend_options, create_backend, parse_key_values
 from .control import GenerationControl, ProgressEvent
-from .errors import AbstractVisionError, InvalidRequestError, UnknownModelError
+from .errors import AbstractVisionError, UnknownModelError
 from .inputs import ImageResolver
 from .tools import FORMATS, tool_result, tool_specs
 from .types import REQUEST_TYPES, GeneratedAsset, Task, request_field_schemas
 from .vision_manager import VisionManager
 
-__all__ = ["ROWS", "parse_options"]
+__all__ = ["ROWS"]
 
 TASK_COMMANDS: dict[str, Task] = {
     "t2i": Task.TEXT_TO_IMAGE,
@@ -35,20 +35,6 @@ TASK_COMMANDS: dict[str, Task] = {
 _SUFFIX_FORMATS = {".png": "png", ".webp": "webp", ".jpg": "jpeg", ".jpeg": "jpeg"}
 _SUFFIX_FORMATS.update({".mp4": "mp4", ".gif": "gif"})
 _SKIP = ("prompt", "model", "extra")  # positional, backend-level, --extra
-
-
-def parse_options(items: Sequence[str], flag: str = "--backend-option") -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; a value is parsed as JSON when it parses, else kept as text."""
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise InvalidRequestError(flag, item, "must be KEY=VALUE")
-        try:
-            options[key] = json.loads(raw)
-        except ValueError:
-            options[key] = raw
-    return options
 
 
 def _angle(text: str) -> Any:
@@ -111,11 +97,9 @@ def _configure_task(task: Task) -> Callable[[argparse.ArgumentParser], None]:
 
 def build_manager(args: argparse.Namespace, store: LocalAssetStore | None) -> VisionManager:
     """The backend the flags name, behind a manager (with ``store``, results are refs)."""
-    options = parse_options(args.backend_option)
-    if args.model:
-        options.setdefault("model_id", args.model)
-    if args.device:
-        options.setdefault("device", args.device)
+    options = backend_options(
+        args.backend, args.backend_option, model=args.model, device=args.device
+    )
     return VisionManager(backend=create_backend(args.backend, **options), store=store)
 
 
@@ -150,7 +134,7 @@ def _params(args: argparse.Namespace, store: LocalAssetStore | None) -> dict[str
     names = [n for n in request_field_schemas(cls)["properties"] if n not in _SKIP]
     params = {n: getattr(args, n) for n in [*names, "prompt"] if getattr(args, n) is not None}
     if args.extra:
-        params["extra"] = parse_options(args.extra, "--extra")
+        params["extra"] = parse_key_values(args.extra, "--extra")
     if args.output and "output_format" not in params:
         fmt = _SUFFIX_FORMATS.get(Path(args.output).suffix.lower())
         if fmt is not None:

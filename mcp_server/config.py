@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from abstractvision.backends import backend_options
+
 ENV_PREFIX = "ABSTRACTVISION_"
 TRANSPORTS = ("stdio", "sse", "streamable-http")
 PREVIEWS = ("none", "thumbnail", "full")
@@ -61,21 +63,10 @@ class ServerConfig:
         return self.max_input_bytes * 4 // 3 + 1024 * 1024
 
     def backend_options(self) -> dict[str, Any]:
-        """``--backend-option k=v`` pairs (values parsed as JSON when they parse) plus model/device."""
-        options: dict[str, Any] = {}
-        for item in self.backend_option:
-            key, sep, raw = item.partition("=")
-            if not sep or not key:
-                raise ValueError(f"--backend-option {item!r} must be KEY=VALUE")
-            try:
-                options[key] = json.loads(raw)
-            except ValueError:
-                options[key] = raw
-        if self.model:
-            options.setdefault("model_id", self.model)
-        if self.device:
-            options.setdefault("device", self.device)
-        return options
+        """The backend's config options: ``--backend-option`` pairs plus model/device."""
+        return backend_options(
+            self.backend, self.backend_option, model=self.model, device=self.device
+        )
 
 
 # name -> (help, choices); type and default come from the dataclass field.

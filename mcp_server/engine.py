@@ -21,13 +21,13 @@ from abstractvision import (
     VisionBackendCapabilities,
     VisionManager,
     VisionModelCapabilitiesRegistry,
+    tool_schemas,
 )
 from abstractvision.backends import VisionBackend, create_backend
 
 from .config import ServerConfig
 
 log = logging.getLogger(__name__)
-MULTI_VIEW, EDIT = Task.MULTI_VIEW_IMAGE, Task.IMAGE_TO_IMAGE
 
 
 def build_store(config: ServerConfig) -> MediaStore:
@@ -121,17 +121,12 @@ class Engine:
         return VisionBackendCapabilities(supported_tasks=tasks, models=models)
 
     def supported_tasks(self, *, advertised: bool = False) -> list[Task]:
-        """Tasks the backend runs; multi-view wherever it can edit (the library renders views)."""
         caps = self.advertised() if advertised else self.capabilities()
-        return [t for t in Task if caps.supports(t) or (t is MULTI_VIEW and caps.supports(EDIT))]
+        return tool_schemas.available_tasks(caps)
 
     def models_for(self, task: Task, *, advertised: bool = False) -> list[str]:
-        """Models configured for ``task``; for multi-view without its own, the edit models."""
         caps = self.advertised() if advertised else self.capabilities()
-        models = caps.models.get(task.value) or ()
-        if not models and task is MULTI_VIEW:
-            models = caps.models.get(EDIT.value) or ()
-        return [str(m) for m in models]
+        return tool_schemas.models_for(caps, task)
 
     def run(self, task: Task, params: dict[str, Any], control: Any) -> Any:
         return self.manager.run(task, params, control=control)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import abstractvision
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +54,27 @@ def test_engines_are_reachable_lazily_by_name() -> None:
     from abstractvision import backends
 
     assert set(backends.BACKENDS) == {"diffusers", "sdcpp", "openai"}
-    for _module, backend_cls, config_cls in backends.BACKENDS.values():
-        assert backend_cls in backends.__all__ and config_cls in backends.__all__
+    for engine in backends.BACKENDS.values():
+        assert engine.backend_class in backends.__all__ and engine.config_class in backends.__all__
+
+
+def test_backend_options_map_model_to_each_engines_field_and_refuse_unknown_keys() -> None:
+    from abstractvision import InvalidRequestError
+    from abstractvision.backends import backend_options, create_backend
+
+    assert backend_options("sdcpp", ["n_threads=2"], model="m.gguf") == {
+        "n_threads": 2,
+        "model": "m.gguf",
+    }
+    assert backend_options("diffusers", ['models={"text_to_video": "x"}'], model="m") == {
+        "models": {"text_to_video": "x"},
+        "model_id": "m",
+    }
+    with pytest.raises(InvalidRequestError, match="KEY=VALUE"):
+        backend_options("diffusers", ["novalue"])
+    with pytest.raises(InvalidRequestError) as info:
+        create_backend("diffusers", model_idd="x")
+    assert info.value.field == "model_idd" and "model_id" in info.value.limit
 
 
 def test_version_matches_installed_metadata_and_is_past_the_old_library() -> None:

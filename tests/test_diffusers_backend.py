@@ -466,3 +466,18 @@ def test_missing_diffusers_names_the_extra() -> None:
         "    raise SystemExit('no error')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_edit_steps_that_leave_no_denoising_step_are_refused_up_front(
+    backend: HuggingFaceDiffusersVisionBackend,
+) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        backend.edit_image(ImageEditRequest(prompt="x", image=png(), steps=1, strength=0.5))
+    assert info.value.field == "steps" and "steps >= 2" in info.value.limit
+    events: list[ProgressEvent] = []
+    asset = backend.edit_image(
+        ImageEditRequest(prompt="x", image=png(), steps=4, strength=0.5, seed=1),
+        control=GenerationControl(events.append),
+    )
+    assert asset.metadata["steps"] == 2  # what ran: the last half of a 4-step schedule
+    assert [(e.step, e.total) for e in events] == [(1, 2), (2, 2)]

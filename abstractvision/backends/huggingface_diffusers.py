@@ -354,6 +354,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
             lora_s = loras.apply_loras(entry, wanted_loras, load_options=self._hub_options())
             run.use_scheduler(entry, pipe, extra.get("scheduler"))
             steps = request.steps or run.default_of(pipe, "num_inference_steps")
+            steps = run.denoise_steps(pipe, steps, inputs.get("strength"))
             wanted = {
                 **inputs,
                 "negative_prompt": request.negative_prompt,

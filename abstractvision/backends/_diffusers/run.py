@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,6 +57,25 @@ def call_params(pipe: Any) -> Mapping[str, inspect.Parameter]:
 def default_of(pipe: Any, name: str) -> Any:
     param = call_params(pipe).get(name)
     return None if param is None or param.default is inspect.Parameter.empty else param.default
+
+
+def denoise_steps(pipe: Any, steps: int | None, strength: float | None) -> int | None:
+    """Steps an edit really runs: diffusers skips the first ``1 - strength`` of the schedule.
+
+    A product that rounds to zero would crash inside the pipeline, so it is refused up front.
+    """
+    if steps is None or "strength" not in call_params(pipe):
+        return steps
+    strength = strength if strength is not None else default_of(pipe, "strength")
+    if strength is None:
+        return steps
+    run = min(int(steps * strength), steps)
+    if run < 1:
+        need = "strength > 0" if strength <= 0 else f"steps >= {math.ceil(1 / strength)}"
+        raise InvalidRequestError(
+            "steps", steps, f"with strength {strength} no denoising step is left: use {need}"
+        )
+    return run
 
 
 def filter_kwargs(

@@ -19,9 +19,6 @@ from typing import Any
 import pytest
 from PIL import Image
 
-pytest.importorskip("diffusers", reason="needs the 'diffusers' extra")
-pytest.importorskip("peft", reason="needs the 'diffusers' extra")
-
 from abstractvision.backends.huggingface_diffusers import (
     HuggingFaceDiffusersBackendConfig,
     HuggingFaceDiffusersVisionBackend,

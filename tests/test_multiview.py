@@ -15,9 +15,6 @@ from typing import Any
 import pytest
 from PIL import Image
 
-pytest.importorskip("diffusers", reason="needs the 'diffusers' extra")
-pytest.importorskip("peft", reason="needs the 'diffusers' extra")
-
 from abstractvision import LocalAssetStore, VisionManager, VisionModelCapabilitiesRegistry
 from abstractvision.backends.huggingface_diffusers import HuggingFaceDiffusersVisionBackend
 from abstractvision.control import GenerationControl, ProgressEvent

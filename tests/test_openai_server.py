@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from http_servers import half_mask, image_size, png, serving
 
@@ -29,8 +30,6 @@ from abstractvision.types import (
     VideoGenerationRequest,
     VisionBackendCapabilities,
 )
-
-openai = pytest.importorskip("openai", reason="the official client is a dev dependency")
 
 TOKEN = "test-token"
 # openai marks the video API as deprecated (Sora's end date); the shape is what we serve.

@@ -61,7 +61,6 @@ async def _generate_and_read(client: Any) -> tuple[dict[str, Any], bytes]:
 
 
 async def test_runtime_file_store(tmp_path: Path) -> None:
-    pytest.importorskip("abstractruntime")
     cfg = load_config(["--runtime-store", f"file:{tmp_path / 'rt'}"], environ={})
     async with connect(cfg, FaultBackend(0)) as client:
         ref, data = await _generate_and_read(client)

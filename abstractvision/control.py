@@ -8,13 +8,16 @@ Engines without a step hook (an sd.cpp worker, an HTTP job) register ``on_cancel
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
 
-from .errors import GenerationCancelledError
+from .errors import BusyError, GenerationCancelledError
 
-__all__ = ["GenerationControl", "ProgressEvent"]
+__all__ = ["DeviceLimit", "DeviceSlot", "GenerationControl", "ProgressEvent"]
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +98,80 @@ class GenerationControl:
 
 def _default_message(step: int, total: int | None) -> str:
     return f"step {step}/{total}" if total else f"step {step}"
+
+
+class DeviceLimit:
+    """At most ``max_concurrency`` generations on the device and ``max_queue`` waiting for it.
+
+    ``admit()`` counts a generation in (or raises ``BusyError`` with a retry estimate) without
+    blocking; entering the returned slot waits for the device. ``with limit:`` does both.
+    """
+
+    def __init__(self, max_concurrency: int = 1, max_queue: int = 32) -> None:
+        self.max_concurrency = max_concurrency
+        self.max_queue = max_queue
+        self._device = threading.BoundedSemaphore(max_concurrency)
+        self._lock = threading.Lock()
+        self.admitted = 0
+        self._mean_s = 5.0  # running mean of a generation's device time
+        self._held = threading.local()  # slots entered by ``with limit:`` in this thread
+
+    def admit(self) -> DeviceSlot:
+        """Count one generation in; ``BusyError`` when the queue is full."""
+        with self._lock:
+            if self.admitted >= self.max_concurrency + self.max_queue:
+                waiting = self.admitted - self.max_concurrency
+                retry = max(1, math.ceil(self._mean_s * (waiting + 1) / self.max_concurrency))
+                raise BusyError(
+                    f"busy: {self.admitted} generations are running or queued "
+                    f"(queue limit {self.max_queue}); retry after {retry} s",
+                    retry,
+                )
+            self.admitted += 1
+        return DeviceSlot(self)
+
+    def _done(self, held_s: float | None) -> None:
+        with self._lock:
+            self.admitted -= 1
+            if held_s is not None:
+                self._mean_s = 0.8 * self._mean_s + 0.2 * held_s
+
+    def __enter__(self) -> DeviceSlot:
+        slot = self.admit().__enter__()
+        self._held.__dict__.setdefault("slots", []).append(slot)
+        return slot
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._held.slots.pop().close()
+
+
+class DeviceSlot:
+    """One admitted generation: entering waits for the device; leaving frees both counts."""
+
+    def __init__(self, limit: DeviceLimit) -> None:
+        self._limit = limit
+        self._started: float | None = None
+        self._closed = False
+
+    def __enter__(self) -> DeviceSlot:
+        self._limit._device.acquire()
+        self._started = time.monotonic()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Leave the device (if entered) and the count; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        held = None
+        if self._started is not None:
+            held = time.monotonic() - self._started
+            self._limit._device.release()
+        self._limit._done(held)

@@ -26,6 +26,7 @@ __all__ = [
     "ArtifactNotFoundError",
     "BackendError",
     "BackendNotConfiguredError",
+    "BusyError",
     "CapabilityNotSupportedError",
     "GenerationCancelledError",
     "InvalidImageError",
@@ -114,6 +115,14 @@ class BackendError(AbstractVisionError):
 
 class OutOfMemoryError(BackendError):
     """The device ran out of memory; cached memory was released before raising."""
+
+
+class BusyError(AbstractVisionError):
+    """Too many generations are queued; nothing was started. Retry after ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 def _short_repr(value: Any, limit: int = 80) -> str:

@@ -39,6 +39,7 @@ class ServerConfig:
     preview_max_side: int = 256
     preview_max_bytes: int = 40_000
     max_concurrency: int = 1
+    max_queue: int = 32
     wait_s: float = 45.0
     job_ttl_s: float = 3600.0
     max_jobs: int = 256
@@ -84,6 +85,7 @@ HELP: dict[str, tuple[str, Sequence[str] | None]] = {
     "preview_max_side": ("longest side of a thumbnail preview, px", None),
     "preview_max_bytes": ("byte budget of a thumbnail preview", None),
     "max_concurrency": ("generations running at once on the device", None),
+    "max_queue": ("generations waiting for the device at most; more get a busy answer", None),
     "wait_s": ("seconds a task tool waits before returning a job handle", None),
     "job_ttl_s": ("seconds finished jobs stay queryable", None),
     "max_jobs": ("finished jobs kept at most", None),
@@ -212,6 +214,8 @@ def check(config: ServerConfig) -> None:
         raise ValueError("give --store or --runtime-store, not both")
     if config.max_concurrency < 1:
         raise ValueError("--max-concurrency must be >= 1")
+    if config.max_queue < 0:
+        raise ValueError("--max-queue must be >= 0")
     http = config.transport != "stdio"
     if config.openai and not http:
         raise ValueError("--openai needs an HTTP transport (--transport streamable-http or sse)")

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 
 from abstractvision import AbstractVisionError, GenerationControl, ProgressEvent
+from abstractvision.control import DeviceLimit, DeviceSlot
 from abstractvision.errors import GenerationCancelledError
 
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -68,8 +69,14 @@ ProgressSink = Callable[[ProgressEvent], Awaitable[None]]
 class JobManager:
     """Starts jobs, lets callers wait with progress, cancels, forgets old finished jobs."""
 
-    def __init__(self, max_concurrency: int = 1, ttl_s: float = 3600.0, max_jobs: int = 256):
-        self.device = threading.BoundedSemaphore(max_concurrency)  # shared with --openai
+    def __init__(
+        self,
+        max_concurrency: int = 1,
+        ttl_s: float = 3600.0,
+        max_jobs: int = 256,
+        max_queue: int = 32,
+    ) -> None:
+        self.device = DeviceLimit(max_concurrency, max_queue)  # shared with --openai
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._ttl_s = ttl_s
@@ -77,18 +84,24 @@ class JobManager:
         self._counter = itertools.count(1)
 
     def submit(self, task: str, runner: Runner) -> Job:
-        """Start ``runner(control)`` in a worker thread; returns the job at once."""
+        """Start ``runner(control)`` in a worker thread; returns the job at once.
+
+        Raises ``BusyError`` (nothing started) when ``max_queue`` calls already wait.
+        """
+        slot = self.device.admit()
         job_id = f"job-{next(self._counter)}-{uuid.uuid4().hex[:8]}"
         control = GenerationControl(on_progress=lambda event: job.events.append(event))
         job = Job(id=job_id, task=task, control=control)
         with self._lock:
             self._prune()
             self._jobs[job_id] = job
-        threading.Thread(target=self._work, args=(job, runner), name=job_id, daemon=True).start()
+        threading.Thread(
+            target=self._work, args=(job, runner, slot), name=job_id, daemon=True
+        ).start()
         return job
 
-    def _work(self, job: Job, runner: Runner) -> None:
-        with self.device:
+    def _work(self, job: Job, runner: Runner, slot: DeviceSlot) -> None:
+        with slot:
             if job.control.cancelled:
                 self._finish(job, "cancelled", error="cancelled before it started")
                 return

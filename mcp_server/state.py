@@ -20,5 +20,7 @@ class ServerState:
     @classmethod
     def create(cls, config: ServerConfig, engine: Engine | None = None) -> ServerState:
         engine = engine if engine is not None else Engine(config)
-        jobs = JobManager(config.max_concurrency, config.job_ttl_s, config.max_jobs)
+        jobs = JobManager(
+            config.max_concurrency, config.job_ttl_s, config.max_jobs, config.max_queue
+        )
         return cls(config, engine, jobs, ImageInputs(config, engine.store))

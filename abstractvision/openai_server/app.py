@@ -12,7 +12,6 @@ import functools
 import hmac
 import ipaddress
 import logging
-import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -21,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..control import DeviceLimit
 from ..errors import InvalidRequestError
 from ..vision_manager import VisionManager
 from .errors import ApiError, error_response, exception_handlers
@@ -86,15 +86,17 @@ def create_app(
     auth_token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_concurrency: int = 1,
+    max_queue: int = 32,
     device: AbstractContextManager[Any] | None = None,
     max_images: int = 4,
     max_jobs: int = 64,
     job_ttl_s: float = 3600.0,
     models: Sequence[str] | None = None,
 ) -> Starlette:
-    """The ASGI app; ``device`` is held while a generation runs (default: a semaphore of
-    ``max_concurrency``); pass one shared with other work on the same device."""
-    limit = device if device is not None else threading.BoundedSemaphore(max_concurrency)
+    """The ASGI app; ``device`` is held while a generation runs (default: a ``DeviceLimit`` of
+    ``max_concurrency`` and ``max_queue``, past which calls get 429 + Retry-After); pass one
+    shared with other work on the same device."""
+    limit = device if device is not None else DeviceLimit(max_concurrency, max_queue)
     runner = functools.partial(generate, manager, limit)
     jobs = VideoJobs(runner, workers=max_concurrency, max_jobs=max_jobs, ttl_s=job_ttl_s)
     ctx = ServerContext(manager, limit, jobs, max_images, models)

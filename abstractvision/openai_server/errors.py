@@ -17,6 +17,7 @@ from ..errors import (
     AbstractVisionError,
     ArtifactNotFoundError,
     BackendNotConfiguredError,
+    BusyError,
     CapabilityNotSupportedError,
     GenerationCancelledError,
     InvalidRequestError,
@@ -40,8 +41,10 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | None = None,
         type: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
+        self.headers = headers
         self.status, self.message, self.param, self.code, self.type = (
             status,
             message,
@@ -81,6 +84,14 @@ def classify(exc: Exception) -> ApiError:
             code=exc.code,
             type=exc.error_type or "upstream_error",
         )
+    if isinstance(exc, BusyError):
+        return ApiError(
+            429,
+            message,
+            code="busy",
+            type="rate_limit",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
     if isinstance(exc, OutOfMemoryError):
         return ApiError(503, message, code="out_of_memory", type="server_error")
     if isinstance(exc, BackendNotConfiguredError):
@@ -96,7 +107,7 @@ def classify(exc: Exception) -> ApiError:
 
 def error_response(exc: Exception) -> JSONResponse:
     error = classify(exc)
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else error.headers
     body = error_body(error.message, error.type, error.param, error.code)
     return JSONResponse(body, status_code=error.status, headers=headers)
 

@@ -36,7 +36,7 @@ from ..types import (
     VisionBackendCapabilities,
 )
 from ._common import choose_seed, image_asset, video_asset
-from ._diffusers import families, loading, loras, outputs, run
+from ._diffusers import batching, families, loading, loras, outputs, run
 from ._diffusers.cache import Entry, PipelineCache
 from .base_backend import VisionBackend
 
@@ -67,6 +67,8 @@ class HuggingFaceDiffusersBackendConfig:
     enable_attention_slicing: bool = False
     lora_allowlist: Sequence[str] = ()
     memory_budget_bytes: int | None = None
+    max_batch_size: int = 1  # > 1: coalesce concurrent text->image calls into one pipeline call
+    batch_window_ms: float = 20.0  # how long an idle pipeline waits for a batch to fill
 
     def __post_init__(self) -> None:
         models: dict[str, tuple[str, ...]] = {}
@@ -86,6 +88,10 @@ class HuggingFaceDiffusersBackendConfig:
             raise InvalidRequestError(
                 "device", self.device, "must be auto, cpu, cuda, cuda:N or mps"
             )
+        if not isinstance(self.max_batch_size, int) or self.max_batch_size < 1:
+            raise InvalidRequestError("max_batch_size", self.max_batch_size, "must be >= 1")
+        if self.batch_window_ms < 0:
+            raise InvalidRequestError("batch_window_ms", self.batch_window_ms, "must be >= 0")
         if self.memory_budget_bytes is not None and self.memory_budget_bytes < 0:
             raise InvalidRequestError(
                 "memory_budget_bytes", self.memory_budget_bytes, "must be >= 0"
@@ -102,6 +108,11 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         self._cache = PipelineCache(self.config.memory_budget_bytes)
         self._infos: dict[str, families.ModelInfo] = {}
         self._device: str | None = None
+        self._coalescer = (
+            batching.Coalescer(self.config.max_batch_size, self.config.batch_window_ms / 1000)
+            if self.config.max_batch_size > 1
+            else None
+        )
 
     # --- configuration and capabilities ------------------------------------------------------
 
@@ -349,42 +360,82 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         seed = choose_seed(request.seed)
         control.check()
         entry, load_s = self._entry(info)
-        with entry.lock:
-            pipe, derive_s = self._task_pipe(entry, info, kind)
-            lora_s = loras.apply_loras(entry, wanted_loras, load_options=self._hub_options())
-            run.use_scheduler(entry, pipe, extra.get("scheduler"))
-            steps = request.steps or run.default_of(pipe, "num_inference_steps")
-            steps = run.denoise_steps(pipe, steps, inputs.get("strength"))
-            wanted = {
-                **inputs,
-                "negative_prompt": request.negative_prompt,
-                "num_inference_steps": request.steps,
-                "generator": run.make_generator(self._device or "cpu", seed),
-                "output_type": "np",
-            }
-            kwargs = run.filter_kwargs(pipe, wanted, required=required)
-            kwargs.update(run.guidance_kwargs(pipe, request.guidance_scale))
-            kwargs.update(run.progress_kwargs(pipe, control, steps))
-            started = time.perf_counter()
-            result = run.run_pipeline(pipe, kwargs, control)
-            generate_s = time.perf_counter() - started
-        meta = {
-            "model": info.source,
-            "pipeline": type(pipe).__name__,
-            "seed": seed,
-            "steps": steps,
-            "load_s": round(load_s + derive_s + lora_s, 4),
-            "generate_s": round(generate_s, 4),
-            "device": self._device,
-        }
+        scheduler = extra.get("scheduler")
+        args = (entry, info, kind, request, inputs, required, wanted_loras, scheduler)
+        if self._coalescer is None or kind != families.T2I:
+            with entry.lock:
+                result, meta = self._run(*args, [batching.Item(request.prompt, seed, control)])
+        else:
+            key = (entry.key, kind, inputs["width"], inputs["height"], request.steps)
+            key += (request.guidance_scale, request.negative_prompt, wanted_loras, scheduler)
+            item = batching.Item(request.prompt, seed, control)
+            result, meta = self._coalescer.submit(
+                key, item, entry.lock, lambda items: self._run_batch(*args, items)
+            )
+        meta = {"model": info.source, **meta, "seed": seed}
+        meta["load_s"] = round(load_s + meta["load_s"], 4)
         if request.guidance_scale is not None:
             meta["guidance_scale"] = request.guidance_scale
         if wanted_loras:
             meta["loras"] = [
                 {k: v for k, v in lora._asdict().items() if v is not None} for lora in wanted_loras
             ]
-        if "scheduler" in extra:
-            meta["scheduler"] = extra["scheduler"]
+        if scheduler is not None:
+            meta["scheduler"] = scheduler
+        return result, meta
+
+    def _run_batch(self, *args: Any) -> list[tuple[Any, dict[str, Any]]]:
+        """One pipeline call for a batch; splits the output into one result per request."""
+        result, meta = self._run(*args)
+        images = getattr(result, "images", result)
+        return [(images[i : i + 1], meta) for i in range(len(images))]
+
+    def _run(
+        self,
+        entry: Entry,
+        info: families.ModelInfo,
+        kind: str,
+        request: Any,
+        inputs: dict[str, Any],
+        required: tuple[str, ...],
+        wanted_loras: loras.LoraSet,
+        scheduler: str | None,
+        items: list[batching.Item],
+    ) -> tuple[Any, dict[str, Any]]:
+        """Run the pipeline for ``items`` (same settings, own prompt and seed); lock held."""
+        pipe, derive_s = self._task_pipe(entry, info, kind)
+        lora_s = loras.apply_loras(entry, wanted_loras, load_options=self._hub_options())
+        run.use_scheduler(entry, pipe, scheduler)
+        steps = request.steps or run.default_of(pipe, "num_inference_steps")
+        steps = run.denoise_steps(pipe, steps, inputs.get("strength"))
+        device = self._device or "cpu"
+        generators = [run.make_generator(device, item.seed) for item in items]
+        single = len(items) == 1
+        control = items[0].control if single else batching.BatchControl([i.control for i in items])
+        wanted = {
+            **inputs,
+            "negative_prompt": request.negative_prompt,
+            "num_inference_steps": request.steps,
+            "generator": generators[0] if single else generators,
+            "output_type": "np",
+        }
+        if not single:
+            wanted["prompt"] = [item.prompt for item in items]
+        kwargs = run.filter_kwargs(pipe, wanted, required=required)
+        kwargs.update(run.guidance_kwargs(pipe, request.guidance_scale))
+        kwargs.update(run.progress_kwargs(pipe, control, steps))
+        started = time.perf_counter()
+        with contextlib.nullcontext() if single else run.decode_one_by_one(pipe):
+            result = run.run_pipeline(pipe, kwargs, control)
+        meta = {
+            "pipeline": type(pipe).__name__,
+            "steps": steps,
+            "load_s": derive_s + lora_s,
+            "generate_s": round(time.perf_counter() - started, 4),
+            "device": self._device,
+        }
+        if not single:
+            meta["batch_size"] = len(items)
         return result, meta
 
     def _hub_options(self) -> dict[str, Any]:

@@ -6,10 +6,11 @@ keyword reaches a pipeline only when that pipeline declares it.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ...control import GenerationControl
@@ -213,3 +214,17 @@ def _oom(name: str) -> OutOfMemoryError:
         f"{name} ran out of device memory; freed the cache. Try a smaller width/height, "
         "fewer frames, or enable model CPU offload / VAE tiling in the backend config."
     )
+
+
+@contextlib.contextmanager
+def decode_one_by_one(pipe: Any) -> Iterator[None]:
+    """VAE-decode a batch image by image, so each image's bytes match its solo run's."""
+    vae = getattr(pipe, "vae", None)
+    before = getattr(vae, "use_slicing", None)
+    if before is False:
+        vae.use_slicing = True  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        if before is False:
+            vae.use_slicing = False  # type: ignore[union-attr]

@@ -50,7 +50,7 @@ _EXTENSIONS = {
     "image/gif": ".gif",
     "video/mp4": ".mp4",
     "video/webm": ".webm",
-    "application/json": ".json",
+    "application/json": ".data.json",  # never <id>.json: that name is the metadata file
 }
 
 
@@ -182,7 +182,21 @@ class LocalAssetStore:
         return artifact_id
 
     def _meta_path(self, artifact_id: str) -> Path:
-        return self._base_dir / f"{artifact_id}.json"
+        return self._inside(self._base_dir / f"{artifact_id}.json", artifact_id)
+
+    def _inside(self, path: Path, artifact_id: str) -> Path:
+        """``path`` itself, refused when a link takes it out of the store folder."""
+        if path.is_symlink() and path.resolve().parent != self._base_dir:
+            raise ArtifactNotFoundError(f"artifact {artifact_id} points outside the store")
+        return path
+
+    def _content_path(self, artifact_id: str, meta: Mapping[str, Any]) -> Path:
+        """The blob named by ``meta``: only ``<id><known extension>`` inside the store."""
+        name = meta.get("content_file")
+        allowed = {artifact_id + ext for ext in (*_EXTENSIONS.values(), ".bin")}
+        if name not in allowed:
+            raise ArtifactNotFoundError(f"artifact {artifact_id} has bad metadata (content_file)")
+        return self._inside(self._base_dir / str(name), artifact_id)
 
     def store_bytes(
         self,
@@ -226,14 +240,19 @@ class LocalAssetStore:
     def get_metadata(self, artifact_id: str) -> dict[str, Any]:
         path = self._meta_path(self._check_id(artifact_id))
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            meta = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ArtifactNotFoundError(f"no artifact {artifact_id} in {self._base_dir}") from None
+        except (ValueError, UnicodeDecodeError):
+            raise ArtifactNotFoundError(f"artifact {artifact_id} has corrupt metadata") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+            raise ArtifactNotFoundError(f"artifact {artifact_id} has corrupt metadata")
+        return meta
 
     def load_bytes(self, artifact_id: str) -> bytes:
         meta = self.get_metadata(artifact_id)
         try:
-            data = (self._base_dir / meta["content_file"]).read_bytes()
+            data = self._content_path(artifact_id, meta).read_bytes()
         except FileNotFoundError:
             raise ArtifactNotFoundError(f"artifact {artifact_id} has lost its content") from None
         if hashlib.sha256(data).hexdigest() != meta["sha256"]:
@@ -248,8 +267,8 @@ class LocalAssetStore:
         out = []
         for path in self._base_dir.glob("*.json"):
             if _LOCAL_ID.match(path.stem):
-                with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
-                    out.append(json.loads(path.read_text(encoding="utf-8")))
+                with contextlib.suppress(ArtifactNotFoundError):
+                    out.append(self.get_metadata(path.stem))
         return sorted(out, key=lambda m: m.get("created_at", ""), reverse=True)
 
     def delete(self, artifact_id: str) -> bool:
@@ -260,7 +279,8 @@ class LocalAssetStore:
             except ArtifactNotFoundError:
                 return False
             self._meta_path(artifact_id).unlink(missing_ok=True)
-            (self._base_dir / meta["content_file"]).unlink(missing_ok=True)
+            with contextlib.suppress(ArtifactNotFoundError):
+                self._content_path(artifact_id, meta).unlink(missing_ok=True)
             return True
 
 

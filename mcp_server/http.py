@@ -13,7 +13,7 @@ from typing import Any
 import uvicorn
 from mcp.server import Server
 from mcp.server.sse import SseServerTransport
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -43,6 +43,22 @@ class BearerAuth:
                     headers={"WWW-Authenticate": 'Bearer realm="abstractvision"'},
                 )
                 await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class RebindingGuard:
+    """Pure ASGI middleware: the SDK's Host/Origin check for routes it does not guard (``/v1``)."""
+
+    def __init__(self, app: ASGIApp, settings: TransportSecuritySettings) -> None:
+        self.app = app
+        self.check = TransportSecurityMiddleware(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            refusal = await self.check.validate_request(Request(scope))
+            if refusal is not None:
+                await refusal(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -82,7 +98,7 @@ def build_app(
     ]
     wrap_lifespan = None
     if openai is not None:
-        route, wrap_lifespan = mount(openai)
+        route, wrap_lifespan = mount(openai, lambda app: RebindingGuard(app, security))
         routes.append(route)
     app: Starlette = server.streamable_http_app(
         streamable_http_path="/mcp",

@@ -14,6 +14,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
+from starlette.types import ASGIApp
 
 from abstractvision import VisionManager
 from abstractvision.openai_server import create_app
@@ -36,11 +37,14 @@ def openai_app(state: ServerState) -> Starlette:
     )
 
 
-def mount(app: Starlette) -> tuple[BaseRoute, Callable[[Lifespan], Lifespan]]:
-    """(a catch-all route for ``app``, a wrapper that runs ``app``'s lifespan inside another).
+def mount(
+    app: Starlette, guard: Callable[[ASGIApp], ASGIApp] = lambda app: app
+) -> tuple[BaseRoute, Callable[[Lifespan], Lifespan]]:
+    """(a catch-all route for ``guard(app)``, a wrapper that runs ``app``'s lifespan inside
+    another).
 
     The route goes last, after the MCP paths, so ``/v1/...`` and unknown paths reach ``app``
-    (whose 404s are OpenAI-shaped).
+    (whose 404s are OpenAI-shaped). ``guard`` wraps it (the Host/Origin check).
     """
 
     def wrap(outer: Lifespan) -> Lifespan:
@@ -51,4 +55,4 @@ def mount(app: Starlette) -> tuple[BaseRoute, Callable[[Lifespan], Lifespan]]:
 
         return both
 
-    return Mount("", app=app), wrap
+    return Mount("", app=guard(app)), wrap

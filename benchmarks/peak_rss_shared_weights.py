@@ -5,7 +5,7 @@ what text->image alone costs. A random-weight SD-shaped model (a few hundred MB,
 dominate) is built in a temp dir; each scenario runs in a fresh subprocess and reports its peak
 RSS from ``resource.getrusage``. For contrast, "3 backends" loads the model three times.
 
-    .venv/bin/python benchmarks/peak_rss_shared_weights.py [--scale 40] [--keep DIR]
+    .venv/bin/python benchmarks/peak_rss_shared_weights.py [--scale 40] [--keep DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import _common as c
+
 SCENARIOS = ("baseline", "t2i", "t2i+i2i+inpaint", "3 backends")
 
 
@@ -71,40 +72,39 @@ def child(scenario: str, model_dir: str) -> dict[str, float]:
     return out
 
 
-def build(model_dir: str, scale: int) -> dict[str, float]:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from tiny_models import build_tiny_sd
-
+def build(folder: str, scale: int) -> dict[str, float]:
     started = time.perf_counter()
-    build_tiny_sd(Path(model_dir), scale=scale)
+    c.tiny_sd(Path(folder), scale)
     return {"build_s": time.perf_counter() - started}
 
 
 def run_child(*args: str) -> dict[str, float]:
     """A fresh interpreter started from this small parent (Linux carries maxrss across exec)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **c.ENV}
     cmd = [sys.executable, __file__, *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True, timeout=600)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = c.parser(__doc__)
     parser.add_argument("--scale", type=int, default=40, help="width multiplier of the tiny model")
     parser.add_argument("--keep", type=Path, help="build the model here and keep it")
     parser.add_argument("--child", choices=SCENARIOS, help=argparse.SUPPRESS)
     parser.add_argument("--build", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.scale = 1 if args.smoke else args.scale
     if args.child or args.build:
         result = build(args.build, args.scale) if args.build else child(args.child, args.model)
         print(json.dumps(result))
         return
 
     with tempfile.TemporaryDirectory(prefix="av-rss-") as tmp:
-        model_dir = (args.keep or Path(tmp)) / f"sd-shaped-x{args.scale}"
+        folder = args.keep or Path(tmp)
+        model_dir = folder / f"tiny-sd-x{args.scale}"
         if not (model_dir / "model_index.json").exists():
-            built = run_child("--build", str(model_dir), "--scale", str(args.scale))
+            built = run_child("--build", str(folder), "--scale", str(args.scale))
             print(f"built {model_dir} in {built['build_s']:.1f}s", file=sys.stderr)
         weights_mb = sum(f.stat().st_size for f in model_dir.rglob("*.safetensors")) / 2**20
         results = {
@@ -112,6 +112,7 @@ def main() -> None:
         }
 
     base = results["baseline"]["peak_rss_mb"]
+    print(c.machine())
     print(f"model weights on disk: {weights_mb:.0f} MB (fp32)")
     print(f"{'scenario':<18}{'peak RSS MB':>12}{'above baseline':>16}  timings")
     for name, row in results.items():

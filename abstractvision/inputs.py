@@ -20,7 +20,7 @@ import anyio
 import httpx
 
 from .artifacts import ARTIFACT_URI_PREFIX, MediaStore, is_artifact_ref
-from .errors import InvalidRequestError
+from .errors import ArtifactNotFoundError, InvalidRequestError
 from .net import fetch_url, fetch_url_async
 from .types import VisionRequest
 
@@ -106,7 +106,12 @@ class ImageResolver:
     def _load(self, field: str, artifact_id: str) -> bytes:
         if self.store is None:
             raise InvalidRequestError(field, artifact_id, "artifact refs need a store; none is set")
-        return self.store.load_bytes(artifact_id)
+        try:
+            return self.store.load_bytes(artifact_id)
+        except InvalidRequestError as exc:  # a malformed id: say which argument held it
+            raise InvalidRequestError(field, artifact_id, f"bad artifact_id: {exc.limit}") from None
+        except ArtifactNotFoundError as exc:
+            raise ArtifactNotFoundError(f"{field}: {exc}") from None
 
     def _classify(self, field: str, value: Any) -> bytes | _Artifact | _Url:
         if is_artifact_ref(value):

@@ -13,6 +13,7 @@ import asyncio
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,19 @@ import _common as c
 BATCH = 16  # max_batch_size with coalescing on; 1 = off
 
 
-def in_process(model: Path, batch: int, clients: int, total: int, req: dict[str, Any]) -> float:
-    """Images per second from ``clients`` threads sharing one VisionManager."""
+def manager(model: Path, batch: int) -> Any:
+    """A warm VisionManager on a Diffusers backend with ``max_batch_size=batch``."""
     from abstractvision import VisionManager
     from abstractvision.backends.huggingface_diffusers import HuggingFaceDiffusersVisionBackend
 
     backend = HuggingFaceDiffusersVisionBackend(
         model_id=str(model), device="cpu", max_batch_size=batch
     )
-    vm = VisionManager(backend=backend)
-    vm.generate_image(**req, seed=0)  # warm
+    return VisionManager(backend=backend)
+
+
+def in_process(vm: Any, clients: int, total: int, req: dict[str, Any]) -> float:
+    """Images per second from ``clients`` threads sharing one VisionManager."""
 
     def client(i: int) -> None:
         for k in range(total // clients):
@@ -83,25 +87,33 @@ async def main() -> None:
     side, steps = (64, 1) if args.smoke else (args.side, args.steps)
     req = {"prompt": "a red cube", "width": side, "height": side, "steps": steps}
     print(c.machine())
-    rates: dict[str, float] = {}
+    runs = 1 if args.smoke else min(args.runs, 3)
+    samples: dict[str, list[float]] = {}
     busy: dict[str, list[float]] = {}
-    with tempfile.TemporaryDirectory(prefix="av-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="av-bench-") as tmp, ExitStack() as stack:
         model = c.tiny_sd(Path(tmp), args.scale)
-        for batch in (1, BATCH):
-            for n in counts:
-                rates[f"in-process, {n} clients, batch {batch}"] = in_process(
-                    model, batch, n, total, req
-                )
+        vms = {batch: manager(model, batch) for batch in (1, BATCH)}
+        urls = {}
         for batch in (1, BATCH):
             flags = ("--preview", "none", "--max-concurrency", str(BATCH),
                      "--backend-option", f"max_batch_size={batch}")  # fmt: skip
-            with c.http_server(c.server_argv(model, Path(tmp) / "store", *flags)) as url:
-                await over_http(url, 1, 1, req)  # warm
-                for n in counts:
-                    rate, lat = await over_http(url, n, total, req)
-                    rates[f"HTTP, {n} clients, batch {batch}"] = rate
-                    busy[f"batch {batch}, {n} clients"] = lat
-    print(f"\ntiny SD x{args.scale}, {side}px, {steps} steps, {total} requests per row")
+            argv = c.server_argv(model, Path(tmp) / f"store{batch}", *flags)
+            urls[batch] = stack.enter_context(c.http_server(argv))
+        for batch in (1, BATCH):  # warm: load the model everywhere
+            vms[batch].generate_image(**req, seed=0)
+            await over_http(urls[batch], 1, 1, req)
+        for _ in range(runs):  # rounds interleave on/off, so drift hits both alike
+            for n in counts:
+                for batch in (1, BATCH):
+                    rate = in_process(vms[batch], n, total, req)
+                    samples.setdefault(f"in-process, {n} clients, batch {batch}", []).append(rate)
+                    rate, lat = await over_http(urls[batch], n, total, req)
+                    samples.setdefault(f"HTTP, {n} clients, batch {batch}", []).append(rate)
+                    busy.setdefault(f"batch {batch}, {n} clients", []).extend(lat)
+    rates = {name: c.median(v) for name, v in samples.items()}
+    print(
+        f"\ntiny SD x{args.scale}, {side}px, {steps} steps, {total} requests per row, median of {runs}"
+    )
     for where in ("in-process", "HTTP"):
         base = f"{where}, 1 clients, batch 1"
         rows = [(name, v) for name, v in rates.items() if name.startswith(where)]

@@ -8,14 +8,19 @@ Tiny random-weight SD, fixed seed, server run with ``--preview none``. Ratios ar
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import _common as c
 
 PROMPT = "a lighthouse at dusk"
+PAUSE_S = 0.25  # between calls: lets the last caller's OpenMP threads stop spinning
 
 
 def raw_pipeline(model: Path) -> Callable[[int, int], Any]:
@@ -46,14 +51,12 @@ def manager(model: Path, store: Path) -> Callable[[int, int], Any]:
     )
 
 
-async def _measure(
-    client: Any, name: str, cells: list[tuple[int, int]], runs: int, times: dict[Any, Any]
-) -> None:
-    await client.call_tool("text_to_image", {"prompt": PROMPT, "steps": 1})  # warm
-    for side, steps in cells:
+def _mcp_call(client: Any) -> Callable[[int, int], Awaitable[Any]]:
+    def call(side: int, steps: int) -> Awaitable[Any]:
         req = {"prompt": PROMPT, "width": side, "height": side, "steps": steps, "seed": 1}
-        call = lambda: client.call_tool("text_to_image", req)  # noqa: B023, E731
-        times[(side, steps)][name] = await c.atimed(call, runs)
+        return client.call_tool("text_to_image", req)
+
+    return call
 
 
 async def main() -> None:
@@ -63,19 +66,29 @@ async def main() -> None:
     cells = [(side, steps) for side in sizes for steps in step_counts]
     times: dict[tuple[int, int], dict[str, list[float]]] = {cell: {} for cell in cells}
     print(c.machine())
-    with tempfile.TemporaryDirectory(prefix="av-bench-") as tmp:
+    async with AsyncExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="av-bench-"))
         model = c.tiny_sd(Path(tmp))
-        for name, make in (("raw pipeline", raw_pipeline), ("VisionManager", None)):
-            call = make(model) if make else manager(model, Path(tmp) / "vm")
-            call(64, 1)  # warm: load + first run
-            for side, steps in cells:
-                times[(side, steps)][name] = c.timed(lambda: call(side, steps), runs)  # noqa: B023
         argv = c.server_argv(model, Path(tmp) / "store", "--preview", "none")
-        async with c.stdio_client(argv) as client:
-            await _measure(client, "MCP stdio", cells, runs, times)
-        with c.http_server(argv) as url:
-            async with c.http_client(url) as client:
-                await _measure(client, "MCP streamable HTTP", cells, runs, times)
+        url = stack.enter_context(c.http_server(argv))
+        ways: dict[str, Callable[[int, int], Any]] = {
+            "raw pipeline": raw_pipeline(model),
+            "VisionManager": manager(model, Path(tmp) / "vm"),
+            "MCP stdio": _mcp_call(await stack.enter_async_context(c.stdio_client(argv))),
+            "MCP streamable HTTP": _mcp_call(await stack.enter_async_context(c.http_client(url))),
+        }
+        for side, steps in cells:
+            for _ in range(runs + 1):  # round-robin, so drift hits every way alike; 1st = warm-up
+                for name, call in ways.items():
+                    await asyncio.sleep(PAUSE_S)
+                    started = time.perf_counter()
+                    done = call(side, steps)
+                    if inspect.isawaitable(done):
+                        await done
+                    times[(side, steps)].setdefault(name, []).append(time.perf_counter() - started)
+        for by_way in times.values():
+            for values in by_way.values():
+                del values[0]
     for (side, steps), by_way in times.items():
         rows = [(name, c.median(v)) for name, v in by_way.items()]
         c.table(f"text_to_image {side}px, {steps} steps (median of {runs})", rows, "raw pipeline")

@@ -4,9 +4,12 @@ options (``--input-root``, ``--allow-private-urls``, ``--allow-url-host``, size 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from abstractvision import MediaStore
+import anyio
+
+from abstractvision import MediaStore, media
 from abstractvision.inputs import ACCEPTED, ImageResolver
 
 from .config import ServerConfig
@@ -35,4 +38,8 @@ class ImageInputs:
         return self.resolver.roots
 
     async def resolve(self, field: str, value: Any) -> bytes:
-        return await self.resolver.resolve_async(field, value)
+        """The bytes of one image argument, proven a safe, complete image (so a bad image is
+        refused before it becomes a job and takes a queue place)."""
+        data = await self.resolver.resolve_async(field, value)
+        await anyio.to_thread.run_sync(functools.partial(media.inspect_image, data, field=field))
+        return data

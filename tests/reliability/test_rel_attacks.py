@@ -6,7 +6,6 @@ docs/security.md lists each row and its result.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import socket
@@ -295,7 +294,6 @@ async def test_base64_of_100_mb(world: dict[str, Path]) -> None:
 
 async def test_malformed_images(world: dict[str, Path]) -> None:
     good = png()
-    buf = io.BytesIO()
     async with client_for(world) as client:
         for name, data in {
             "100k x 100k header": png_claiming(100_000, 100_000),
@@ -305,9 +303,10 @@ async def test_malformed_images(world: dict[str, Path]) -> None:
         }.items():
             message = await edit(client, world, b64(data) or "=")
             assert "image" in message, (name, message)
+        jobs = (await client.call_tool("list_jobs", {})).structured_content["jobs"]
+        assert jobs == []  # refused before becoming jobs: no queue place taken
         message = await edit(client, world, b64(good), mask=b64(png((32, 32))))
         assert "mask" in message
-    del buf
 
 
 # --- argument, model and flag injection ---------------------------------------------------------

@@ -127,8 +127,6 @@ def free_port() -> int:
 @contextmanager
 def http_server(args: Sequence[str]) -> Iterator[str]:
     """``python *args --transport streamable-http`` in a subprocess; yields its /mcp URL."""
-    import httpx
-
     port = free_port()
     cmd = [sys.executable, *args, "--transport", "streamable-http", "--port", str(port)]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -136,9 +134,9 @@ def http_server(args: Sequence[str]) -> Iterator[str]:
     try:
         for _ in range(600):
             try:
-                httpx.get(url, timeout=0.5)
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 break
-            except httpx.TransportError:
+            except OSError:
                 time.sleep(0.05)
         yield url
     finally:

@@ -5,9 +5,11 @@ A ref is a small JSON object an agent can pass to the next tool instead of bytes
     {"$artifact": "<id>", "content_type": "image/png", "sha256": "...", "size_bytes": 1234,
      "metadata": {...}}
 
-``MediaStore`` is the protocol both stores implement. ``LocalAssetStore`` is content-addressed
-on a directory; ``RuntimeArtifactStoreAdapter`` puts the same protocol over an agent runtime's
-store (abstractruntime's ``FileArtifactStore`` / ``InMemoryArtifactStore`` or any duck-typed one).
+``MediaStore`` is the protocol every store implements. ``LocalAssetStore`` is content-addressed
+on a directory; ``FsspecAssetStore`` (object_store.py) keeps the same layout on any fsspec
+filesystem and shares the private helpers here; ``RuntimeArtifactStoreAdapter`` puts the protocol
+over an agent runtime's store (abstractruntime's ``FileArtifactStore`` / ``InMemoryArtifactStore``
+or any duck-typed one).
 """
 
 from __future__ import annotations
@@ -140,6 +142,104 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+def _check_local_id(artifact_id: Any) -> str:
+    """A content-addressed store's id: 32 lowercase hex digits, so it can never name a path."""
+    if not isinstance(artifact_id, str) or not _LOCAL_ID.match(artifact_id):
+        raise InvalidRequestError(
+            "artifact_id", artifact_id, "must be 32 lowercase hex digits (a LocalAssetStore id)"
+        )
+    return artifact_id
+
+
+def _metadata_name(artifact_id: str) -> str:
+    return f"{artifact_id}.json"
+
+
+def _id_of_metadata_name(name: str) -> str | None:
+    """The id whose metadata file is ``name``, or None for any other file (blobs, temp files)."""
+    stem, dot, ext = name.rpartition(".")
+    return stem if dot and ext == "json" and _LOCAL_ID.match(stem) else None
+
+
+def _content_name(artifact_id: str, meta: Mapping[str, Any]) -> str:
+    """The blob ``meta`` names, only ever ``<id><known extension>``: metadata cannot point away."""
+    name = meta.get("content_file")
+    allowed = {artifact_id + ext for ext in (*_EXTENSIONS.values(), ".bin")}
+    if name not in allowed:
+        raise ArtifactNotFoundError(f"artifact {artifact_id} has bad metadata (content_file)")
+    return str(name)
+
+
+def _new_metadata(
+    content: Any,
+    *,
+    content_type: str,
+    metadata: Mapping[str, Any] | None,
+    tags: Mapping[str, str] | None,
+    filename: str | None,
+) -> dict[str, Any]:
+    """The metadata document of a content-addressed store; its ``content_file`` is the blob name."""
+    if not isinstance(content, (bytes, bytearray)):
+        raise InvalidRequestError("content", type(content).__name__, "must be bytes")
+    sha = hashlib.sha256(content).hexdigest()
+    artifact_id = sha[:32]
+    return {
+        "artifact_id": artifact_id,
+        "content_type": content_type,
+        "sha256": sha,
+        "size_bytes": len(content),
+        "content_file": f"{artifact_id}{_EXTENSIONS.get(content_type, '.bin')}",
+        "created_at": _now(),
+        "filename": filename,
+        "tags": {str(k): str(v) for k, v in (tags or {}).items()},
+        "metadata": _json_safe(metadata or {}),
+    }
+
+
+def _encode_metadata(meta: Mapping[str, Any]) -> bytes:
+    return json.dumps(meta, indent=1).encode()
+
+
+def _decode_metadata(artifact_id: str, raw: bytes) -> dict[str, Any]:
+    """Parse a stored metadata document; anything unusable reads as not found, never half-used."""
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise ArtifactNotFoundError(f"artifact {artifact_id} has corrupt metadata") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+        raise ArtifactNotFoundError(f"artifact {artifact_id} has corrupt metadata")
+    return meta
+
+
+def _verified(artifact_id: str, data: bytes, meta: Mapping[str, Any]) -> bytes:
+    """``data`` when it hashes to the recorded sha256, so a ref never resolves to other bytes."""
+    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+        raise ArtifactNotFoundError(f"artifact {artifact_id} is corrupt (sha256 mismatch)")
+    return data
+
+
+def _ref_of(meta: Mapping[str, Any]) -> dict[str, Any]:
+    return make_media_ref(
+        meta["artifact_id"],
+        content_type=meta["content_type"],
+        sha256=meta["sha256"],
+        size_bytes=meta["size_bytes"],
+        filename=meta["filename"],
+        metadata=meta["metadata"],
+    )
+
+
+def _newest_first(metas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(metas, key=lambda m: m.get("created_at", ""), reverse=True)
+
+
+def _inside(path: Path, base_dir: Path, artifact_id: str) -> Path:
+    """``path`` itself, refused when a link takes it out of the store folder ``base_dir``."""
+    if path.is_symlink() and path.resolve().parent != base_dir:
+        raise ArtifactNotFoundError(f"artifact {artifact_id} points outside the store")
+    return path
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
@@ -174,29 +274,8 @@ class LocalAssetStore:
     def base_dir(self) -> Path:
         return self._base_dir
 
-    def _check_id(self, artifact_id: Any) -> str:
-        if not isinstance(artifact_id, str) or not _LOCAL_ID.match(artifact_id):
-            raise InvalidRequestError(
-                "artifact_id", artifact_id, "must be 32 lowercase hex digits (a LocalAssetStore id)"
-            )
-        return artifact_id
-
     def _meta_path(self, artifact_id: str) -> Path:
-        return self._inside(self._base_dir / f"{artifact_id}.json", artifact_id)
-
-    def _inside(self, path: Path, artifact_id: str) -> Path:
-        """``path`` itself, refused when a link takes it out of the store folder."""
-        if path.is_symlink() and path.resolve().parent != self._base_dir:
-            raise ArtifactNotFoundError(f"artifact {artifact_id} points outside the store")
-        return path
-
-    def _content_path(self, artifact_id: str, meta: Mapping[str, Any]) -> Path:
-        """The blob named by ``meta``: only ``<id><known extension>`` inside the store."""
-        name = meta.get("content_file")
-        allowed = {artifact_id + ext for ext in (*_EXTENSIONS.values(), ".bin")}
-        if name not in allowed:
-            raise ArtifactNotFoundError(f"artifact {artifact_id} has bad metadata (content_file)")
-        return self._inside(self._base_dir / str(name), artifact_id)
+        return _inside(self._base_dir / _metadata_name(artifact_id), self._base_dir, artifact_id)
 
     def store_bytes(
         self,
@@ -207,47 +286,28 @@ class LocalAssetStore:
         tags: Mapping[str, str] | None = None,
         filename: str | None = None,
     ) -> dict[str, Any]:
-        if not isinstance(content, (bytes, bytearray)):
-            raise InvalidRequestError("content", type(content).__name__, "must be bytes")
+        meta = _new_metadata(
+            content, content_type=content_type, metadata=metadata, tags=tags, filename=filename
+        )
         content = bytes(content)
-        sha = hashlib.sha256(content).hexdigest()
-        artifact_id = sha[:32]
-        blob = self._base_dir / f"{artifact_id}{_EXTENSIONS.get(content_type, '.bin')}"
-        meta = {
-            "artifact_id": artifact_id,
-            "content_type": content_type,
-            "sha256": sha,
-            "size_bytes": len(content),
-            "content_file": blob.name,
-            "created_at": _now(),
-            "filename": filename,
-            "tags": {str(k): str(v) for k, v in (tags or {}).items()},
-            "metadata": _json_safe(metadata or {}),
-        }
+        blob = self._base_dir / meta["content_file"]
         with self._lock:
             if not blob.exists() or blob.stat().st_size != len(content):
                 _atomic_write(blob, content)
-            _atomic_write(self._meta_path(artifact_id), json.dumps(meta, indent=1).encode())
-        return make_media_ref(
-            artifact_id,
-            content_type=content_type,
-            sha256=sha,
-            size_bytes=len(content),
-            filename=filename,
-            metadata=meta["metadata"],
-        )
+            _atomic_write(self._meta_path(meta["artifact_id"]), _encode_metadata(meta))
+        return _ref_of(meta)
 
     def get_metadata(self, artifact_id: str) -> dict[str, Any]:
-        path = self._meta_path(self._check_id(artifact_id))
+        path = self._meta_path(_check_local_id(artifact_id))
         try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
+            raw = path.read_bytes()
         except FileNotFoundError:
             raise ArtifactNotFoundError(f"no artifact {artifact_id} in {self._base_dir}") from None
-        except (ValueError, UnicodeDecodeError):
-            raise ArtifactNotFoundError(f"artifact {artifact_id} has corrupt metadata") from None
-        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
-            raise ArtifactNotFoundError(f"artifact {artifact_id} has corrupt metadata")
-        return meta
+        return _decode_metadata(artifact_id, raw)
+
+    def _content_path(self, artifact_id: str, meta: Mapping[str, Any]) -> Path:
+        path = self._base_dir / _content_name(artifact_id, meta)
+        return _inside(path, self._base_dir, artifact_id)
 
     def load_bytes(self, artifact_id: str) -> bytes:
         meta = self.get_metadata(artifact_id)
@@ -255,21 +315,20 @@ class LocalAssetStore:
             data = self._content_path(artifact_id, meta).read_bytes()
         except FileNotFoundError:
             raise ArtifactNotFoundError(f"artifact {artifact_id} has lost its content") from None
-        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
-            raise ArtifactNotFoundError(f"artifact {artifact_id} is corrupt (sha256 mismatch)")
-        return data
+        return _verified(artifact_id, data, meta)
 
     def exists(self, artifact_id: str) -> bool:
-        return self._meta_path(self._check_id(artifact_id)).exists()
+        return self._meta_path(_check_local_id(artifact_id)).exists()
 
     def list_artifacts(self) -> list[dict[str, Any]]:
         """Metadata of every visible artifact, newest first."""
         out = []
         for path in self._base_dir.glob("*.json"):
-            if _LOCAL_ID.match(path.stem):
+            artifact_id = _id_of_metadata_name(path.name)
+            if artifact_id is not None:
                 with contextlib.suppress(ArtifactNotFoundError):
-                    out.append(self.get_metadata(path.stem))
-        return sorted(out, key=lambda m: m.get("created_at", ""), reverse=True)
+                    out.append(self.get_metadata(artifact_id))
+        return _newest_first(out)
 
     def delete(self, artifact_id: str) -> bool:
         """Remove an artifact; False when it was not there."""

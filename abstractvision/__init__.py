@@ -29,6 +29,7 @@ from .errors import (
     UnknownModelError,
 )
 from .model_capabilities import VisionModelCapabilitiesRegistry
+from .object_store import FsspecAssetStore
 from .types import (
     LIMITS,
     GeneratedAsset,
@@ -52,6 +53,7 @@ __all__ = [
     "BackendNotConfiguredError",
     "BusyError",
     "CapabilityNotSupportedError",
+    "FsspecAssetStore",
     "GeneratedAsset",
     "GenerationCancelledError",
     "GenerationControl",

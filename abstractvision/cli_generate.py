@@ -14,11 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .artifacts import LocalAssetStore
+from .artifacts import MediaStore
 from .backends import BACKENDS, backend_options, create_backend, parse_key_values
 from .control import GenerationControl, ProgressEvent
 from .errors import AbstractVisionError, UnknownModelError
 from .inputs import ImageResolver
+from .object_store import open_store
 from .tools import FORMATS, tool_result, tool_specs
 from .types import REQUEST_TYPES, GeneratedAsset, Task, request_field_schemas
 from .vision_manager import VisionManager
@@ -88,14 +89,25 @@ def _configure_task(task: Task) -> Callable[[argparse.ArgumentParser], None]:
         add_backend_flags(parser)
         out = parser.add_mutually_exclusive_group()
         out.add_argument("-o", "--output", metavar="PATH", help="write the result to this file")
-        out.add_argument("--store", metavar="DIR", help="store the result in this artifact store")
+        out.add_argument(
+            "--store",
+            metavar="DIR|URL",
+            help="store the result in this artifact store (a folder or s3://bucket/prefix)",
+        )
+        parser.add_argument(
+            "--store-option",
+            action="append",
+            default=[],
+            metavar="K=V",
+            help="option of a URL --store, e.g. endpoint_url=... (repeatable)",
+        )
         parser.add_argument("--json", action="store_true", help="print a JSON result")
         parser.set_defaults(task=task)
 
     return configure
 
 
-def build_manager(args: argparse.Namespace, store: LocalAssetStore | None) -> VisionManager:
+def build_manager(args: argparse.Namespace, store: MediaStore | None) -> VisionManager:
     """The backend the flags name, behind a manager (with ``store``, results are refs)."""
     options = backend_options(
         args.backend, args.backend_option, model=args.model, device=args.device
@@ -129,7 +141,7 @@ class ProgressBar:
         self.stream.flush()
 
 
-def _params(args: argparse.Namespace, store: LocalAssetStore | None) -> dict[str, Any]:
+def _params(args: argparse.Namespace, store: MediaStore | None) -> dict[str, Any]:
     cls = REQUEST_TYPES[args.task]
     names = [n for n in request_field_schemas(cls)["properties"] if n not in _SKIP]
     params = {n: getattr(args, n) for n in [*names, "prompt"] if getattr(args, n) is not None}
@@ -175,7 +187,9 @@ def _run_task(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    store = LocalAssetStore(args.store) if args.store else None
+    store: MediaStore | None = None
+    if args.store or args.store_option:  # options alone are refused by open_store
+        store = open_store(args.store, parse_key_values(args.store_option, "--store-option"))
     params = _params(args, store)
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.json else None
     control = GenerationControl(bar)

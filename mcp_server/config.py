@@ -34,6 +34,7 @@ class ServerConfig:
     device: str | None = None
     backend_option: list[str] = field(default_factory=list)
     store: str | None = None
+    store_option: list[str] = field(default_factory=list)
     runtime_store: str | None = None
     preview: str = "thumbnail"
     preview_max_side: int = 256
@@ -79,7 +80,8 @@ HELP: dict[str, tuple[str, Sequence[str] | None]] = {
     "model": ("default model (Hub id or local folder)", None),
     "device": ("torch device for local engines (cpu, cuda, mps)", None),
     "backend_option": ("extra backend option KEY=VALUE (repeatable)", None),
-    "store": ("folder of the local artifact store", None),
+    "store": ("artifact store: a folder, or a URL (s3://bucket/prefix) shared by replicas", None),
+    "store_option": ("URL store option KEY=VALUE, e.g. endpoint_url=... (repeatable)", None),
     "runtime_store": ("agent runtime store: file:/DIR or module:factory", None),
     "preview": ("inline preview in results", PREVIEWS),
     "preview_max_side": ("longest side of a thumbnail preview, px", None),

@@ -14,6 +14,7 @@ from typing import Any
 
 from abstractvision import (
     LIMITS,
+    FsspecAssetStore,
     LocalAssetStore,
     MediaStore,
     RuntimeArtifactStoreAdapter,
@@ -23,7 +24,8 @@ from abstractvision import (
     VisionModelCapabilitiesRegistry,
     tool_schemas,
 )
-from abstractvision.backends import VisionBackend, create_backend
+from abstractvision.backends import VisionBackend, create_backend, parse_key_values
+from abstractvision.object_store import open_store
 
 from .config import ServerConfig
 
@@ -31,10 +33,10 @@ log = logging.getLogger(__name__)
 
 
 def build_store(config: ServerConfig) -> MediaStore:
-    """``--store DIR`` (default ~/.abstractvision/assets) or ``--runtime-store SPEC``."""
+    """``--store DIR|URL`` (default ~/.abstractvision/assets) or ``--runtime-store SPEC``."""
     spec = config.runtime_store
     if not spec:
-        return LocalAssetStore(config.store)
+        return open_store(config.store, parse_key_values(config.store_option, "--store-option"))
     if spec.startswith("file:"):
         from abstractruntime.storage.artifacts import FileArtifactStore
 
@@ -48,7 +50,7 @@ def build_store(config: ServerConfig) -> MediaStore:
         raise ValueError(f"--runtime-store {spec!r}: use file:/DIR, memory or module:factory")
     factory = getattr(importlib.import_module(module_name), attr)
     made = factory() if callable(factory) else factory
-    if isinstance(made, (LocalAssetStore, RuntimeArtifactStoreAdapter)):
+    if isinstance(made, (LocalAssetStore, FsspecAssetStore, RuntimeArtifactStoreAdapter)):
         return made
     return RuntimeArtifactStoreAdapter(made)
 

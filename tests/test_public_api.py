@@ -93,7 +93,8 @@ def test_import_loads_no_engine() -> None:
     code = (
         "import sys, json, abstractvision, abstractvision.backends;"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('torch','diffusers','transformers','stable_diffusion_cpp','mcp','mcp_server','numpy'))))"
+        "('torch','diffusers','transformers','stable_diffusion_cpp','mcp','mcp_server','numpy',"
+        "'fsspec','s3fs','botocore'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []

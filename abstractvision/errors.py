@@ -10,11 +10,14 @@
     ├── RegistryError                    the capability registry file is malformed (also ValueError)
     ├── ArtifactNotFoundError            a well-formed id the store does not hold (also LookupError)
     ├── GenerationCancelledError         the caller cancelled; nothing was stored
-    └── BackendError                     the engine failed; the message says what to do
-        └── OutOfMemoryError             the device ran out of memory (freed what it could)
+    ├── BackendError                     the engine failed; the message says what to do
+    │   ├── OutOfMemoryError             the device ran out of memory (freed what it could)
+    │   └── ReplicaLostError             a Ray Serve replica died mid-call; nothing was stored
+    └── BusyError                        the queue is full; nothing started, retry later
 
 The MCP layer turns every one of these into an ``isError`` tool result carrying ``str(exc)``,
-so messages are written for the agent that has to fix its call.
+so messages are written for the agent that has to fix its call. Every one pickles with its
+fields (a Ray Serve replica sends them back to the front end).
 """
 
 from __future__ import annotations
@@ -34,12 +37,24 @@ __all__ = [
     "OptionalDependencyMissingError",
     "OutOfMemoryError",
     "RegistryError",
+    "ReplicaLostError",
     "UnknownModelError",
 ]
 
 
 class AbstractVisionError(Exception):
     """Base of every error abstractvision raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take keyword-only or extra arguments; rebuild from args + fields instead.
+        return _restore, (type(self), self.args, dict(self.__dict__))
+
+
+def _restore(cls: type[AbstractVisionError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
 
 
 class BackendNotConfiguredError(AbstractVisionError):
@@ -115,6 +130,10 @@ class BackendError(AbstractVisionError):
 
 class OutOfMemoryError(BackendError):
     """The device ran out of memory; cached memory was released before raising."""
+
+
+class ReplicaLostError(BackendError):
+    """The Ray Serve replica running the call died (and retries, if any, were used up)."""
 
 
 class BusyError(AbstractVisionError):

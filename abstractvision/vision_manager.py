@@ -14,7 +14,7 @@ from typing import Any
 
 from . import media, multiview
 from .artifacts import MediaStore
-from .backends.base_backend import VisionBackend
+from .backends.base_backend import TASK_METHODS, VisionBackend
 from .control import GenerationControl, ProgressEvent
 from .errors import (
     BackendNotConfiguredError,
@@ -239,7 +239,7 @@ class VisionManager:
     ) -> Result:
         backend = self._backend()
         control = self._prepare(request, backend.get_capabilities(), control, on_progress)
-        method = _TASK_METHODS[request.task]
+        method = TASK_METHODS[request.task]
         asset: GeneratedAsset = getattr(backend, method)(request, control=control)
         control.check()  # cancelled while the engine finished: store nothing
         return self._store(asset, request)
@@ -294,14 +294,6 @@ class VisionManager:
             raise UnknownModelError(
                 f"model {model!r} is not configured for {task}; configured: {', '.join(configured)}"
             )
-
-
-_TASK_METHODS = {
-    Task.TEXT_TO_IMAGE: "generate_image",
-    Task.IMAGE_TO_IMAGE: "edit_image",
-    Task.TEXT_TO_VIDEO: "generate_video",
-    Task.IMAGE_TO_VIDEO: "image_to_video",
-}
 
 
 def _check_images(request: VisionRequest) -> None:

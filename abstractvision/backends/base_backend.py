@@ -18,11 +18,20 @@ from ..types import (
     ImageGenerationRequest,
     ImageToVideoRequest,
     MultiAngleRequest,
+    Task,
     VideoGenerationRequest,
     VisionBackendCapabilities,
 )
 
-__all__ = ["VisionBackend"]
+__all__ = ["TASK_METHODS", "VisionBackend"]
+
+# The backend method that runs each single-result task.
+TASK_METHODS = {
+    Task.TEXT_TO_IMAGE: "generate_image",
+    Task.IMAGE_TO_IMAGE: "edit_image",
+    Task.TEXT_TO_VIDEO: "generate_video",
+    Task.IMAGE_TO_VIDEO: "image_to_video",
+}
 
 
 class VisionBackend(ABC):

@@ -26,6 +26,7 @@ from .errors import (
     OptionalDependencyMissingError,
     OutOfMemoryError,
     RegistryError,
+    ReplicaLostError,
     UnknownModelError,
 )
 from .model_capabilities import VisionModelCapabilitiesRegistry
@@ -69,6 +70,7 @@ __all__ = [
     "OutOfMemoryError",
     "ProgressEvent",
     "RegistryError",
+    "ReplicaLostError",
     "RuntimeArtifactStoreAdapter",
     "Task",
     "UnknownModelError",

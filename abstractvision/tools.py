@@ -24,7 +24,7 @@ __all__ = ["dispatch", "flatten_ref", "group_views", "tool_result", "tool_specs"
 Format = Literal["openai", "anthropic", "mcp"]
 FORMATS: tuple[str, ...] = ("openai", "anthropic", "mcp")
 
-_FIELDS = ("width", "height", "frames", "fps", "model", "seed", "timings")
+_FIELDS = ("width", "height", "frames", "fps", "model", "seed", "timings", "replica_id")
 # What a multi-view ref says about its place in the set (see docs/multiview.md).
 _VIEW_FIELDS = ("role", "view_index", "angle", "azimuth", "elevation", "zoom", "route", "failed")
 

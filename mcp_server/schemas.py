@@ -74,6 +74,7 @@ REF_SCHEMA: dict[str, Any] = {
         "frames": {"type": "integer"},
         "model": {"type": "string"},
         "seed": {"type": "integer"},
+        "replica_id": {"type": "string", "description": "The Ray Serve replica that made it."},
     },
 }
 _JOB_PROPS: dict[str, Any] = {

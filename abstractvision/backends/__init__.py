@@ -22,6 +22,8 @@ __all__ = [
     "HuggingFaceDiffusersVisionBackend",
     "OpenAICompatibleBackendConfig",
     "OpenAICompatibleVisionBackend",
+    "RayServeBackendConfig",
+    "RayServeVisionBackend",
     "StableDiffusionCppBackendConfig",
     "StableDiffusionCppVisionBackend",
     "VisionBackend",
@@ -36,6 +38,8 @@ class Engine(NamedTuple):
     backend_class: str
     config_class: str
     model_option: str  # the config field ``--model`` fills
+    # generations a server lets through at once by default; a remote pool queues for itself
+    default_concurrency: int = 1
 
 
 BACKENDS: dict[str, Engine] = {
@@ -57,6 +61,7 @@ BACKENDS: dict[str, Engine] = {
         "OpenAICompatibleBackendConfig",
         "model_id",
     ),
+    "ray": Engine("ray_serve", "RayServeVisionBackend", "RayServeBackendConfig", "model_id", 64),
 }
 
 _LAZY = {cls: e.module for e in BACKENDS.values() for cls in (e.backend_class, e.config_class)}

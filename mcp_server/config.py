@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from abstractvision.backends import backend_options
+from abstractvision.backends import BACKENDS, backend_options
 
 ENV_PREFIX = "ABSTRACTVISION_"
 TRANSPORTS = ("stdio", "sse", "streamable-http")
@@ -33,6 +33,8 @@ class ServerConfig:
     model: str | None = None
     device: str | None = None
     backend_option: list[str] = field(default_factory=list)
+    ray: str | None = None
+    ray_option: list[str] = field(default_factory=list)
     store: str | None = None
     store_option: list[str] = field(default_factory=list)
     runtime_store: str | None = None
@@ -80,6 +82,17 @@ HELP: dict[str, tuple[str, Sequence[str] | None]] = {
     "model": ("default model (Hub id or local folder)", None),
     "device": ("torch device for local engines (cpu, cuda, mps)", None),
     "backend_option": ("extra backend option KEY=VALUE (repeatable)", None),
+    "ray": (
+        "run the --backend engine as Ray Serve replicas on the cluster at ADDRESS (auto, "
+        "ray://HOST:10001, local) and serve through them; deploys unless already running",
+        None,
+    ),
+    "ray_option": (
+        "Ray worker/front-end option KEY=VALUE: num_replicas, num_gpus, num_cpus, min_replicas, "
+        "max_replicas, max_ongoing_requests, max_queued_requests, on_replica_failure, "
+        "max_retries... (repeatable; see docs/ray.md)",
+        None,
+    ),
     "store": ("artifact store: a folder, or a URL (s3://bucket/prefix) shared by replicas", None),
     "store_option": ("URL store option KEY=VALUE, e.g. endpoint_url=... (repeatable)", None),
     "runtime_store": ("agent runtime store: file:/DIR or module:factory", None),
@@ -201,6 +214,9 @@ def load_config(
             values[name] = _coerce(name, env[env_name(name)])
         elif name in from_file or name.replace("_", "-") in from_file:
             values[name] = _coerce(name, from_file.get(name, from_file.get(name.replace("_", "-"))))
+    if "max_concurrency" not in values:  # a remote pool (Ray) queues for itself
+        engine = BACKENDS.get("ray" if values.get("ray") else values.get("backend", "diffusers"))
+        values["max_concurrency"] = engine.default_concurrency if engine else 1
     config = ServerConfig(**values)
     check(config)
     return config
@@ -214,6 +230,8 @@ def check(config: ServerConfig) -> None:
         raise ValueError(f"preview must be one of {', '.join(PREVIEWS)}")
     if config.store and config.runtime_store:
         raise ValueError("give --store or --runtime-store, not both")
+    if config.ray and config.backend not in ("diffusers", "sdcpp"):
+        raise ValueError("--ray runs a local engine on the cluster: --backend diffusers or sdcpp")
     if config.max_concurrency < 1:
         raise ValueError("--max-concurrency must be >= 1")
     if config.max_queue < 0:

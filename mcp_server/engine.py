@@ -81,7 +81,7 @@ class Engine:
         """The one backend object (made on first need; importing it loads no weights)."""
         with self._lock:
             if self._backend is None:
-                self._backend = create_backend(self.config.backend, **self.config.backend_options())
+                self._backend = _build_backend(self.config)
             return self._backend
 
     @property
@@ -172,6 +172,17 @@ class Engine:
             "max_concurrency": self.config.max_concurrency,
             "store": type(self.store).__name__,
         }
+
+
+def _build_backend(config: ServerConfig) -> VisionBackend:
+    """The configured engine, or with ``--ray`` a front end to it deployed on a Ray cluster."""
+    if config.ray:
+        from abstractvision.ray_serve import deployed_backend
+
+        return deployed_backend(
+            config.ray, config.backend, config.backend_options(), config.ray_option
+        )
+    return create_backend(config.backend, **config.backend_options())
 
 
 def _global_limits() -> dict[str, Any]:

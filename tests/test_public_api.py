@@ -53,7 +53,7 @@ def test_names_existing_users_call_are_exported() -> None:
 def test_engines_are_reachable_lazily_by_name() -> None:
     from abstractvision import backends
 
-    assert set(backends.BACKENDS) == {"diffusers", "sdcpp", "openai"}
+    assert set(backends.BACKENDS) == {"diffusers", "sdcpp", "openai", "ray"}
     for engine in backends.BACKENDS.values():
         assert engine.backend_class in backends.__all__ and engine.config_class in backends.__all__
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from abstractvision.backends import BACKENDS, backend_options
+from abstractvision.ray_serve.deploy import LOCAL_ENGINES
 
 ENV_PREFIX = "ABSTRACTVISION_"
 TRANSPORTS = ("stdio", "sse", "streamable-http")
@@ -230,8 +231,10 @@ def check(config: ServerConfig) -> None:
         raise ValueError(f"preview must be one of {', '.join(PREVIEWS)}")
     if config.store and config.runtime_store:
         raise ValueError("give --store or --runtime-store, not both")
-    if config.ray and config.backend not in ("diffusers", "sdcpp"):
-        raise ValueError("--ray runs a local engine on the cluster: --backend diffusers or sdcpp")
+    if config.ray and config.backend not in LOCAL_ENGINES:
+        raise ValueError(
+            f"--ray runs a local engine on the cluster: --backend {' or '.join(LOCAL_ENGINES)}"
+        )
     if config.max_concurrency < 1:
         raise ValueError("--max-concurrency must be >= 1")
     if config.max_queue < 0:

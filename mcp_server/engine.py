@@ -162,6 +162,7 @@ class Engine:
         }
         return {
             "backend": self.config.backend,
+            "ray": self.config.ray,  # the cluster the engine runs on, when scaled out
             "default_model": self.config.model,
             "tasks": [t.value for t in self.supported_tasks()],
             "models": {k: list(v) for k, v in caps.models.items()},

@@ -40,7 +40,7 @@ from abstractvision import (  # noqa: E402
 )
 from abstractvision.backends import RayServeBackendConfig, RayServeVisionBackend  # noqa: E402
 from abstractvision.errors import OptionalDependencyMissingError, ReplicaLostError  # noqa: E402
-from abstractvision.ray_serve import WorkerOptions, deploy, worker_options  # noqa: E402
+from abstractvision.ray_serve import WorkerOptions, build_app, deploy, worker_options  # noqa: E402
 from mcp_server.config import load_config  # noqa: E402
 from mcp_server.server import create_server  # noqa: E402
 
@@ -71,6 +71,16 @@ def test_worker_options_name_the_bad_field() -> None:
     fixed = WorkerOptions(num_replicas=3, env={"HF_HOME": "/models"}).deployment_options()
     assert fixed["num_replicas"] == 3
     assert fixed["ray_actor_options"]["runtime_env"] == {"env_vars": {"HF_HOME": "/models"}}
+
+
+def test_serve_config_file_builder_takes_text_or_typed_args() -> None:
+    # ``serve run abstractvision.ray_serve:build_app num_replicas=2 ...`` passes text
+    build_app({"engine": "diffusers", "num_replicas": "2", "backend_options": '{"model_id": "m"}'})
+    build_app({"engine": "sdcpp", "num_replicas": 2, "backend_options": {"model": "m.gguf"}})
+    with pytest.raises(InvalidRequestError, match="engine='openai'"):
+        build_app({"engine": "openai"})
+    with pytest.raises(InvalidRequestError, match="num_gpus=-1"):
+        build_app({"engine": "diffusers", "num_gpus": "-1"})
 
 
 def test_front_end_config_and_server_flags() -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "backend_options",
     "create_backend",
     "parse_key_values",
+    "parse_value",
 ]
 
 
@@ -87,11 +88,16 @@ def parse_key_values(items: Sequence[str], flag: str) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise InvalidRequestError(flag, item, "must be KEY=VALUE")
-        try:
-            out[key] = json.loads(raw)
-        except ValueError:
-            out[key] = raw
+        out[key] = parse_value(raw)
     return out
+
+
+def parse_value(raw: str) -> Any:
+    """A command-line value: JSON when it parses (``2``, ``true``, ``{...}``), else the text."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
 
 
 def backend_options(

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..backends import BACKENDS, parse_key_values
+from ..backends import parse_key_values, parse_value
 from ..errors import InvalidRequestError, OptionalDependencyMissingError
 
 __all__ = ["WorkerOptions", "build_app", "connect", "deploy", "deployed_backend", "worker_options"]
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEPLOYMENT_NAME = "VisionWorker"
+LOCAL_ENGINES = ("diffusers", "sdcpp")  # what a replica can host
 
 
 @dataclass(frozen=True)
@@ -127,11 +128,13 @@ def build_app(args: Mapping[str, Any]) -> Any:
     serve = _serve()
     from .worker import VisionWorker
 
-    args = dict(args)
+    # ``serve run MODULE:build_app key=value`` passes text; a config file passes typed values
+    args = {
+        k: parse_value(v) if isinstance(v, str) and k != "engine" else v for k, v in args.items()
+    }
     engine = str(args.pop("engine", "diffusers"))
-    if engine not in BACKENDS or engine == "ray":
-        local = ", ".join(n for n in BACKENDS if n != "ray")
-        raise InvalidRequestError("engine", engine, f"must be a local engine: {local}")
+    if engine not in LOCAL_ENGINES:
+        raise InvalidRequestError("engine", engine, f"must be one of {', '.join(LOCAL_ENGINES)}")
     backend_options = dict(args.pop("backend_options", None) or {})
     options = worker_options(**args)
     deployment = serve.deployment(VisionWorker).options(**options.deployment_options())

@@ -16,7 +16,8 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, suppress
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from threading import Thread
 from typing import Any
@@ -379,14 +380,40 @@ def test_openai_api_of_front_end_b_goes_through_the_replicas(front_end_b: str) -
     assert base64.b64decode(answer.json()["data"][0]["b64_json"]).startswith(b"\x89PNG")
 
 
+@contextmanager
+def one_replica_app(
+    cluster: str, model: Path, name: str, **options: Any
+) -> Iterator[VisionManager]:
+    """A separate one-replica application for one test, deleted after it."""
+    engine = {"model_id": str(model), "device": "cpu", **options.pop("backend_options", {})}
+    deploy(cluster, "diffusers", engine, worker_options(app_name=name, num_cpus=0.25, **options))
+    try:
+        backend = RayServeVisionBackend(RayServeBackendConfig(address=cluster, app_name=name))
+        yield VisionManager(backend=backend)
+    finally:
+        serve.delete(name)
+
+
+def test_coalescing_happens_inside_a_replica(cluster: str, tiny_sd_dir: Path) -> None:
+    batching = {"max_batch_size": 4, "batch_window_ms": 500}
+    app = one_replica_app(
+        cluster, tiny_sd_dir, "batched", max_ongoing_requests=4, backend_options=batching
+    )
+    with app as manager, ThreadPoolExecutor(4) as pool:
+        calls = [
+            pool.submit(manager.generate_image, "same", width=64, height=64, steps=2, seed=i)
+            for i in range(4)
+        ]
+        assets = [call.result(timeout=120) for call in calls]
+    assert [a.metadata.get("batch_size") for a in assets] == [4, 4, 4, 4]
+    assert len({a.metadata["replica_id"] for a in assets}) == 1
+
+
 def test_full_deployment_gives_a_busy_answer(cluster: str, tiny_sd_dir: Path) -> None:
     """One replica taking one call, one more queued: a third concurrent call is refused."""
-    options = worker_options(
-        app_name="busy", num_cpus=0.25, max_ongoing_requests=1, max_queued_requests=1
+    app = one_replica_app(
+        cluster, tiny_sd_dir, "busy", max_ongoing_requests=1, max_queued_requests=1
     )
-    deploy(cluster, "diffusers", {"model_id": str(tiny_sd_dir), "device": "cpu"}, options)
-    backend = RayServeVisionBackend(RayServeBackendConfig(address=cluster, app_name="busy"))
-    manager = VisionManager(backend=backend)
     stop = GenerationControl()
     running: list[Any] = []
 
@@ -396,18 +423,18 @@ def test_full_deployment_gives_a_busy_answer(cluster: str, tiny_sd_dir: Path) ->
         with suppress(GenerationCancelledError):
             manager.generate_image("long", **SLOW, control=control)
 
-    try:
+    threads = [Thread(target=long_call) for _ in range(2)]
+    with app as manager:
         manager.generate_image("warm", width=64, height=64, steps=1)
-        threads = [Thread(target=long_call) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-            time.sleep(0.5)
-        assert running, "the first long call never started"
-        with pytest.raises(BusyError, match="busy") as busy:
-            manager.generate_image("third", width=64, height=64, steps=1)
-        assert busy.value.retry_after_s > 0
-    finally:
-        stop.cancel()
-        for thread in threads:
-            thread.join(30)
-        serve.delete("busy")
+        try:
+            for thread in threads:
+                thread.start()
+                time.sleep(0.5)
+            assert running, "the first long call never started"
+            with pytest.raises(BusyError, match="busy") as busy:
+                manager.generate_image("third", width=64, height=64, steps=1)
+            assert busy.value.retry_after_s > 0
+        finally:
+            stop.cancel()
+            for thread in threads:
+                thread.join(30)

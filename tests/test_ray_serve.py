@@ -324,6 +324,17 @@ async def test_cancel_reaches_the_replica(
     assert set(os.listdir(shared_store)) == before_files  # nothing stored
 
 
+def test_capabilities_come_from_the_replicas_and_refresh_in_the_background(workers: str) -> None:
+    backend = RayServeVisionBackend(RayServeBackendConfig(address=workers, capabilities_ttl_s=0))
+    first = backend.get_capabilities()
+    assert "text_to_image" in first.supported_tasks and first.supports_mask is True
+    assert backend.get_capabilities() is first  # stale copy at once; a refresh starts behind it
+    deadline = time.monotonic() + 20
+    while backend.get_capabilities() is first and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert backend.get_capabilities() is not first and backend.get_capabilities() == first
+
+
 def test_cancel_through_the_library(workers: str, tmp_path: Path) -> None:
     backend = RayServeVisionBackend(RayServeBackendConfig(address=workers))
     manager = VisionManager(backend=backend, store=LocalAssetStore(tmp_path))

@@ -30,7 +30,15 @@ from ..errors import (
     OptionalDependencyMissingError,
     ReplicaLostError,
 )
-from ..types import GeneratedAsset, VisionBackendCapabilities, VisionRequest
+from ..types import (
+    GeneratedAsset,
+    ImageEditRequest,
+    ImageGenerationRequest,
+    ImageToVideoRequest,
+    VideoGenerationRequest,
+    VisionBackendCapabilities,
+    VisionRequest,
+)
 from ._common import choose_seed
 from .base_backend import VisionBackend
 
@@ -122,36 +130,69 @@ class RayServeVisionBackend(VisionBackend):
         return ray.serve.get_app_handle(self.config.app_name)
 
     def get_capabilities(self) -> VisionBackendCapabilities:
+        """The replicas' capabilities. Asked once, then refreshed in the background when older
+        than ``capabilities_ttl_s``: the ask queues behind generations on a busy replica, and a
+        call must not wait for that."""
         with self._caps_lock:
-            now = time.monotonic()
-            if self._caps is None or now - self._caps_at > self.config.capabilities_ttl_s:
-                self._caps = self._ask("capabilities")
-                self._caps_at = now
+            if self._caps is None:
+                self._caps, self._caps_at = self._ask("capabilities"), time.monotonic()
+            elif time.monotonic() - self._caps_at > self.config.capabilities_ttl_s:
+                self._caps_at = time.monotonic()  # one refresh at a time
+                threading.Thread(target=self._refresh, name="ray-caps", daemon=True).start()
             return self._caps
+
+    def _refresh(self) -> None:
+        try:
+            caps = self._ask("capabilities")
+        except Exception:
+            log.warning("could not refresh the replicas' capabilities", exc_info=True)
+            return
+        with self._caps_lock:
+            self._caps, self._caps_at = caps, time.monotonic()
 
     def _ask(self, method: str) -> Any:
         """A read-only call to any replica; asked again if the replica that took it dies."""
         ray = _ray()
+        from ray.serve.exceptions import BackPressureError
+
         for _ in range(3):
             try:
                 return getattr(self.handle, method).remote().result()
+            except BackPressureError:
+                raise self._busy() from None
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
                 log.warning("replica died answering %s; asking another", method)
         raise ReplicaLostError(f"three replicas died answering {method}")
 
+    def _busy(self) -> BusyError:
+        wait = self.config.busy_retry_after_s
+        return BusyError(
+            f"busy: every replica of {self.config.app_name!r} is full and so is the queue; "
+            f"retry after {wait} s",
+            wait,
+        )
+
     def preload(self) -> None:
         self.get_capabilities()
 
-    def generate_image(self, request: Any, *, control: GenerationControl | None = None) -> Any:
+    def generate_image(
+        self, request: ImageGenerationRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
         return self._run(request, control)
 
-    def edit_image(self, request: Any, *, control: GenerationControl | None = None) -> Any:
+    def edit_image(
+        self, request: ImageEditRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
         return self._run(request, control)
 
-    def generate_video(self, request: Any, *, control: GenerationControl | None = None) -> Any:
+    def generate_video(
+        self, request: VideoGenerationRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
         return self._run(request, control)
 
-    def image_to_video(self, request: Any, *, control: GenerationControl | None = None) -> Any:
+    def image_to_video(
+        self, request: ImageToVideoRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
         return self._run(request, control)
 
     def _run(self, request: VisionRequest, control: GenerationControl | None) -> GeneratedAsset:
@@ -195,11 +236,7 @@ class RayServeVisionBackend(VisionBackend):
                 else:
                     return item
         except BackPressureError:
-            raise BusyError(
-                f"busy: every replica of {self.config.app_name!r} is full and the queue too; "
-                f"retry after {self.config.busy_retry_after_s} s",
-                self.config.busy_retry_after_s,
-            ) from None
+            raise self._busy() from None
         except ray.exceptions.TaskCancelledError:  # includes Serve's RequestCancelledError
             raise GenerationCancelledError("generation cancelled by the caller") from None
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:

@@ -1,4 +1,5 @@
-"""Test helpers: run an ASGI app with uvicorn on a free loopback port, in a thread."""
+"""Test helpers: run an ASGI app with uvicorn on a free loopback port, in a thread; an MCP
+streamable-HTTP client with a bearer token."""
 
 from __future__ import annotations
 
@@ -6,11 +7,27 @@ import contextlib
 import io
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import uvicorn
 from PIL import Image
 from starlette.types import ASGIApp
+
+
+@contextlib.asynccontextmanager
+async def mcp_http_client(base: str, token: str, timeout: float = 60) -> AsyncIterator[Any]:
+    """A real MCP client over streamable HTTP (``base + "/mcp"``) that sends the token."""
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
+        Client(streamable_http_client(base + "/mcp", http_client=http)) as client,
+    ):
+        yield client
 
 
 @contextlib.contextmanager

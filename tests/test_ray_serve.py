@@ -29,6 +29,7 @@ import pytest
 ray = pytest.importorskip("ray")
 serve = pytest.importorskip("ray.serve")
 
+from http_servers import mcp_http_client  # noqa: E402
 from mcp import Client  # noqa: E402
 
 from abstractvision import (  # noqa: E402
@@ -179,17 +180,8 @@ async def front_end_a(workers: str, model: Path, store: Path, *flags: str) -> As
         yield client
 
 
-@asynccontextmanager
-async def http_client(base: str) -> AsyncIterator[Client]:
-    import httpx2
-    from mcp.client.streamable_http import streamable_http_client
-
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with (
-        httpx2.AsyncClient(headers=headers, timeout=120) as http,
-        Client(streamable_http_client(base + "/mcp", http_client=http)) as client,
-    ):
-        yield client
+def http_client(base: str) -> Any:
+    return mcp_http_client(base, TOKEN, timeout=120)
 
 
 def _text(result: Any) -> str:

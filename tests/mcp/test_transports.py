@@ -8,8 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import anyio
 import httpx
 import pytest
 from conftest import text
+from http_servers import mcp_http_client
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 
@@ -137,18 +137,9 @@ async def _exercise(client: Client) -> None:
     assert read.contents[0].mime_type == "image/png"
 
 
-@asynccontextmanager
-async def http_client(base: str) -> AsyncIterator[Client]:
+def http_client(base: str) -> Any:
     """A real streamable-HTTP client that sends the bearer token."""
-    import httpx2
-    from mcp.client.streamable_http import streamable_http_client
-
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with (
-        httpx2.AsyncClient(headers=headers, timeout=60) as http,
-        Client(streamable_http_client(base + "/mcp", http_client=http)) as client,
-    ):
-        yield client
+    return mcp_http_client(base, TOKEN)
 
 
 async def test_streamable_http_client(http_server: str) -> None:

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random-weight Diffusers models, built once per test session.
+"""Shared fixtures: tiny random-weight Diffusers (and sd.cpp) models, built once per session.
 
 Each ``tiny_*_dir`` fixture is a real model folder (``save_pretrained`` output) under one
 session temp dir; load it exactly like a downloaded model. Tests that use them are skipped when
@@ -89,3 +89,17 @@ def tiny_lora_b_dir(tiny_models_root: Path, tiny_sd_dir: Path) -> Path:
     return _build_once(
         tiny_models_root, "tiny-lora-b", lambda path: build_tiny_lora(path, tiny_sd_dir, seed=8)
     )
+
+
+@pytest.fixture(scope="session")
+def sdcpp_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sdcpp_models")
+
+
+@pytest.fixture(scope="session")
+def klein_file(sdcpp_dir: Path) -> Path:
+    """FLUX.2-klein-shaped sd.cpp model (+ a VAE encoder, for image_to_image), 120 MB f16."""
+    from sdcpp_models import load_spec, write_safetensors
+
+    spec = {**load_spec("klein_spec"), **load_spec("klein_vae_encoder_spec")}
+    return write_safetensors(spec, sdcpp_dir / "klein.safetensors")

@@ -385,11 +385,15 @@ def test_openai_api_of_front_end_b_goes_through_the_replicas(front_end_b: str) -
 
 @contextmanager
 def one_replica_app(
-    cluster: str, model: Path, name: str, **options: Any
+    cluster: str, model: Path, name: str, engine: str = "diffusers", **options: Any
 ) -> Iterator[VisionManager]:
     """A separate one-replica application for one test, deleted after it."""
-    engine = {"model_id": str(model), "device": "cpu", **options.pop("backend_options", {})}
-    deploy(cluster, "diffusers", engine, worker_options(app_name=name, num_cpus=0.25, **options))
+    if engine == "diffusers":
+        engine_options = {"model_id": str(model), "device": "cpu"}
+    else:
+        engine_options = {"model": str(model), "n_threads": 1}
+    engine_options.update(options.pop("backend_options", {}))
+    deploy(cluster, engine, engine_options, worker_options(app_name=name, num_cpus=0.25, **options))
     try:
         backend = RayServeVisionBackend(RayServeBackendConfig(address=cluster, app_name=name))
         yield VisionManager(backend=backend)
@@ -410,6 +414,22 @@ def test_coalescing_happens_inside_a_replica(cluster: str, tiny_sd_dir: Path) ->
         assets = [call.result(timeout=120) for call in calls]
     assert [a.metadata.get("batch_size") for a in assets] == [4, 4, 4, 4]
     assert len({a.metadata["replica_id"] for a in assets}) == 1
+
+
+def test_a_replica_can_host_stable_diffusion_cpp(cluster: str, klein_file: Path) -> None:
+    events: list[str] = []
+    with one_replica_app(cluster, klein_file, "sdcpp", engine="sdcpp") as manager:
+        asset = manager.generate_image(
+            "a fox",
+            width=64,
+            height=64,
+            steps=2,
+            seed=3,
+            on_progress=lambda e: events.append(e.message),
+        )
+    assert asset.data.startswith(b"\x89PNG") and asset.metadata["seed"] == 3
+    assert asset.metadata["replica_id"] and events[0].startswith("running on replica")
+    assert "step 2/2" in events
 
 
 def test_full_deployment_gives_a_busy_answer(cluster: str, tiny_sd_dir: Path) -> None:

@@ -49,18 +49,6 @@ THREADS = os.cpu_count() or 1
 
 
 @pytest.fixture(scope="session")
-def sdcpp_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("sdcpp_models")
-
-
-@pytest.fixture(scope="session")
-def klein_file(sdcpp_dir: Path) -> Path:
-    """FLUX.2-klein-shaped model (+ a VAE encoder, for image_to_image), 120 MB f16."""
-    spec = {**load_spec("klein_spec"), **load_spec("klein_vae_encoder_spec")}
-    return write_safetensors(spec, sdcpp_dir / "klein.safetensors")
-
-
-@pytest.fixture(scope="session")
 def wan_files(sdcpp_dir: Path) -> tuple[Path, Path]:
     """Wan 2.1 T2V 1.3B DiT as 765 MiB Q4_0 GGUF, and the TAEHV decoder."""
     dit = write_gguf_q4(load_spec("wan_dit_spec"), sdcpp_dir / "wan-t2v-1.3b-q4_0.gguf")

@@ -33,6 +33,7 @@ from http_servers import mcp_http_client  # noqa: E402
 from mcp import Client  # noqa: E402
 
 from abstractvision import (  # noqa: E402
+    BackendError,
     BusyError,
     GenerationCancelledError,
     GenerationControl,
@@ -335,6 +336,16 @@ def test_cancel_through_the_library(workers: str, tmp_path: Path) -> None:
     with pytest.raises(GenerationCancelledError):
         manager.generate_image("x", **SLOW, control=control)
     assert time.monotonic() - start < 5  # stopped at a step, not after 200
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_call_past_its_timeout_is_cancelled_on_the_replica(workers: str, tmp_path: Path) -> None:
+    backend = RayServeVisionBackend(RayServeBackendConfig(address=workers, timeout_s=0.5))
+    manager = VisionManager(backend=backend, store=LocalAssetStore(tmp_path))
+    start = time.monotonic()
+    with pytest.raises(BackendError, match=r"timeout_s=0\.5 s.*nothing was stored"):
+        manager.generate_image("x", **SLOW)
+    assert time.monotonic() - start < 5
     assert list(tmp_path.iterdir()) == []
 
 

@@ -55,7 +55,8 @@ class RayServeBackendConfig:
 
     ``address``: the Ray cluster (``auto`` joins the one this machine belongs to, ``ray://host:
     10001`` a remote one, ``local`` starts one in this process). ``model_id``: the model asked
-    for when a request names none (default: the workers' own).
+    for when a request names none (default: the workers' own). ``timeout_s``: longest a call may
+    take on a replica before it is cancelled there (default: no limit; videos take minutes).
     """
 
     address: str = "auto"
@@ -63,6 +64,7 @@ class RayServeBackendConfig:
     model_id: str | None = None
     on_replica_failure: str = "retry"
     max_retries: int = 1
+    timeout_s: float | None = None
     capabilities_ttl_s: float = 30.0
     busy_retry_after_s: int = 5
     connect_timeout_s: float = 120.0
@@ -74,10 +76,10 @@ class RayServeBackendConfig:
             )
         if not isinstance(self.max_retries, int) or not 0 <= self.max_retries <= 10:
             raise InvalidRequestError("max_retries", self.max_retries, "must be 0..10")
-        if self.capabilities_ttl_s < 0 or self.connect_timeout_s <= 0:
-            raise InvalidRequestError(
-                "connect_timeout_s", self.connect_timeout_s, "timeouts must be positive"
-            )
+        for name in ("timeout_s", "connect_timeout_s", "capabilities_ttl_s"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or value < 0):
+                raise InvalidRequestError(name, value, "must be a number of seconds >= 0")
 
     @property
     def attempts(self) -> int:
@@ -227,6 +229,12 @@ class RayServeVisionBackend(VisionBackend):
 
         stream = self.handle.options(stream=True).run.remote(request)
         unregister = control.on_cancel(stream.cancel)
+        expired = threading.Event()
+        timer = None
+        if self.config.timeout_s:
+            timer = threading.Timer(self.config.timeout_s, lambda: (expired.set(), stream.cancel()))
+            timer.daemon = True
+            timer.start()
         try:
             for item in stream:
                 if isinstance(item, ProgressEvent):
@@ -238,6 +246,11 @@ class RayServeVisionBackend(VisionBackend):
         except BackPressureError:
             raise self._busy() from None
         except ray.exceptions.TaskCancelledError:  # includes Serve's RequestCancelledError
+            if expired.is_set():
+                raise BackendError(
+                    f"no result within timeout_s={self.config.timeout_s} s; the call was "
+                    "cancelled on its replica and nothing was stored"
+                ) from None
             raise GenerationCancelledError("generation cancelled by the caller") from None
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
             if control.cancelled:
@@ -248,4 +261,6 @@ class RayServeVisionBackend(VisionBackend):
             ) from None
         finally:
             unregister()
+            if timer is not None:
+                timer.cancel()
         raise BackendError("the replica closed the stream without a result; nothing was stored")

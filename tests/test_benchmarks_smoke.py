@@ -20,7 +20,9 @@ SCRIPTS = {
     "mcp_payload.py": "image inline as base64",
     "concurrency.py": "coalescing on / off",
     "peak_rss_shared_weights.py": "ratio t2i+i2i+inpaint / t2i",
+    "ray_scaleout.py": "answered by another replica: True",
 }
+NEEDS = {"ray_scaleout.py": "ray.serve"}
 
 
 def test_every_script_is_covered() -> None:
@@ -30,10 +32,12 @@ def test_every_script_is_covered() -> None:
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_smoke(script: str) -> None:
+    if script in NEEDS:
+        pytest.importorskip(NEEDS[script])
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), "--smoke"],
-        capture_output=True, text=True, env=env, cwd=BENCHMARKS, timeout=120,
+        capture_output=True, text=True, env=env, cwd=BENCHMARKS, timeout=180,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("machine: "), done.stdout

@@ -68,6 +68,9 @@ def test_worker_options_name_the_bad_field() -> None:
         WorkerOptions(min_replicas=3, max_replicas=2)
     with pytest.raises(InvalidRequestError, match=r"replicas=4 .*not a Ray worker option"):
         worker_options(["replicas=4"])
+    with pytest.raises(InvalidRequestError, match=r"cancel_grace_s=0 .*> 0 or null"):
+        worker_options(["cancel_grace_s=0"])
+    assert worker_options(["cancel_grace_s=null"]).cancel_grace_s is None
     auto = worker_options(["min_replicas=1", "max_replicas=4", "num_gpus=1"]).deployment_options()
     assert auto["autoscaling_config"]["max_replicas"] == 4 and "num_replicas" not in auto
     assert auto["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 1}
@@ -472,3 +475,25 @@ def test_full_deployment_gives_a_busy_answer(cluster: str, tiny_sd_dir: Path) ->
             stop.cancel()
             for thread in threads:
                 thread.join(30)
+
+
+def test_a_replica_stuck_after_a_cancel_is_replaced(cluster: str, tiny_sd_dir: Path) -> None:
+    """A job that runs on past ``cancel_grace_s`` after its cancel fails the health check.
+
+    The stuck engine is a real slow step (1024 px: a second or more before the next step
+    boundary) against a grace of 0.2 s; Serve replaces the replica and later calls succeed."""
+    app = one_replica_app(
+        cluster, tiny_sd_dir, "stuck", cancel_grace_s=0.2, health_check_period_s=0.2
+    )
+    with app as manager:
+        handle = serve.get_app_handle("stuck")
+        first = handle.info.remote().result()["replica_id"]
+        control = GenerationControl(on_progress=lambda event: control.cancel())  # first event
+        with pytest.raises(GenerationCancelledError):
+            manager.generate_image("slow", width=1024, height=1024, steps=3, control=control)
+        deadline = time.monotonic() + 120
+        while (now := handle.info.remote().result()["replica_id"]) == first:
+            assert time.monotonic() < deadline, "the stuck replica was never replaced"
+            time.sleep(0.5)
+        asset = manager.generate_image("after", width=64, height=64, steps=1)
+        assert asset.metadata["replica_id"] == now != first

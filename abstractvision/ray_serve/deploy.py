@@ -37,6 +37,8 @@ class WorkerOptions:
     ``target_ongoing_requests`` per replica; otherwise ``num_replicas`` replicas run. Each replica
     takes ``max_ongoing_requests`` calls (one on the device, the rest queued inside it); each front
     end queues ``max_queued_requests`` more (at least 1), past which callers get a busy answer.
+    A replica whose cancelled job is still running ``cancel_grace_s`` later fails its health
+    check and is replaced (``None``: never).
     """
 
     app_name: str = "abstractvision"
@@ -49,6 +51,7 @@ class WorkerOptions:
     max_ongoing_requests: int = 2
     max_queued_requests: int = 32
     health_check_period_s: float = 10.0
+    cancel_grace_s: float | None = 300.0
     preload: bool = True
     env: Mapping[str, str] = field(default_factory=dict)
 
@@ -67,6 +70,9 @@ class WorkerOptions:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
                 raise InvalidRequestError(name, value, "must be a number >= 0")
+        grace = self.cancel_grace_s
+        if grace is not None and (not isinstance(grace, (int, float)) or grace <= 0):
+            raise InvalidRequestError("cancel_grace_s", grace, "must be a number > 0 or null")
         if (self.min_replicas is None) != (self.max_replicas is None):
             raise InvalidRequestError(
                 "max_replicas", self.max_replicas, "give min_replicas and max_replicas together"
@@ -138,7 +144,7 @@ def build_app(args: Mapping[str, Any]) -> Any:
     backend_options = dict(args.pop("backend_options", None) or {})
     options = worker_options(**args)
     deployment = serve.deployment(VisionWorker).options(**options.deployment_options())
-    return deployment.bind(engine, backend_options, options.preload)
+    return deployment.bind(engine, backend_options, options.preload, options.cancel_grace_s)
 
 
 def connect(address: str | None) -> None:

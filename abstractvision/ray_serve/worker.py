@@ -6,6 +6,11 @@ the replica, the engine's step events as they happen, then exactly one final ite
 raised. The engine runs in a thread; when the caller cancels the stream, Serve cancels this
 coroutine and the engine is told to stop at its next step. Replicas never write artifacts: the
 front end that took the call stores the result, so a replica killed mid-job leaves nothing behind.
+
+``check_health`` (called by Serve every ``health_check_period_s``) fails when a cancelled job is
+still running ``cancel_grace_s`` later: an engine stuck in native code (a hung device) that no
+longer reaches a step boundary. Serve then stops the replica and starts a fresh one; the calls
+queued on it fail over like those of a killed replica.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -33,7 +39,13 @@ WorkerItem = ProgressEvent | GeneratedAsset | AbstractVisionError
 class VisionWorker:
     """Hosts ``create_backend(engine, **options)``; Ray Serve wraps it as a deployment."""
 
-    def __init__(self, engine: str, options: Mapping[str, Any], preload: bool = True) -> None:
+    def __init__(
+        self,
+        engine: str,
+        options: Mapping[str, Any],
+        preload: bool = True,
+        cancel_grace_s: float | None = None,
+    ) -> None:
         from ray import get_runtime_context, serve
 
         self.backend = create_backend(engine, **dict(options))
@@ -44,6 +56,8 @@ class VisionWorker:
             "replica_pid": os.getpid(),
         }
         self.cancelled_jobs = 0
+        self.cancel_grace_s = cancel_grace_s
+        self.stopping: dict[int, float] = {}  # id of a cancelled, still running job -> when
         if preload:
             self.backend.preload()
         log.info("replica %s ready (%s)", self.replica_id, engine)
@@ -54,6 +68,16 @@ class VisionWorker:
     def info(self) -> dict[str, Any]:
         """Who this replica is and how many calls were cancelled on it (for operators, tests)."""
         return {**self.identity, "cancelled_jobs": self.cancelled_jobs}
+
+    async def check_health(self) -> None:  # on the event loop that runs the jobs
+        if self.cancel_grace_s is None or not self.stopping:
+            return
+        waited = time.monotonic() - min(self.stopping.values())
+        if waited > self.cancel_grace_s:
+            raise RuntimeError(
+                f"replica {self.replica_id}: a job cancelled {waited:.0f} s ago is still running "
+                f"(cancel_grace_s={self.cancel_grace_s}); the engine is stuck, replace the replica"
+            )
 
     async def run(self, request: VisionRequest) -> AsyncIterator[WorkerItem]:
         loop = asyncio.get_running_loop()
@@ -79,9 +103,14 @@ class VisionWorker:
         except BaseException:  # cancelled by the caller (or the stream closed): stop the engine
             control.cancel()
             self.cancelled_jobs += 1
-            work.add_done_callback(lambda done: done.exception())  # its error is expected
+            self.stopping[id(work)] = time.monotonic()
+            work.add_done_callback(self._stopped)
             raise
         yield self._outcome(work)
+
+    def _stopped(self, work: asyncio.Future[GeneratedAsset]) -> None:
+        self.stopping.pop(id(work), None)
+        work.exception()  # retrieved: a cancelled job's error is expected
 
     def _outcome(
         self, work: asyncio.Future[GeneratedAsset]

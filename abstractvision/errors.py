@@ -62,15 +62,14 @@ class BackendNotConfiguredError(AbstractVisionError):
 
 
 class OptionalDependencyMissingError(AbstractVisionError, ImportError):
-    """An engine needs a package from an extra that is not installed."""
+    """An engine needs a package from an extra (or, with ``extra=None``, one no extra pulls in)."""
 
-    def __init__(self, package: str, extra: str, *, feature: str | None = None) -> None:
+    def __init__(self, package: str, extra: str | None, *, feature: str | None = None) -> None:
         self.package = package
         self.extra = extra
         what = feature or "this feature"
-        super().__init__(
-            f"{what} needs the '{package}' package: pip install 'abstractvision[{extra}]'"
-        )
+        install = f"'abstractvision[{extra}]'" if extra else package
+        super().__init__(f"{what} needs the '{package}' package: pip install {install}")
 
 
 class UnknownModelError(AbstractVisionError, LookupError):

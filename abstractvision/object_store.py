@@ -61,7 +61,8 @@ class FsspecAssetStore:
             protocol = url.split("://", 1)[0]
             known = known_implementations.get(protocol, {})
             package = str(known.get("class", protocol)).split(".")[0]
-            raise OptionalDependencyMissingError(package, "s3", feature=feature) from None
+            extra = "s3" if package == "s3fs" else None  # the only protocol package we ship
+            raise OptionalDependencyMissingError(package, extra, feature=feature) from None
         except ValueError as exc:  # "Protocol not known"
             raise InvalidRequestError("store", url, str(exc)) from None
         self._url = url.rstrip("/")

@@ -206,8 +206,9 @@ def test_open_store_and_missing_packages(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(InvalidRequestError):
         FsspecAssetStore("nosuchprotocol://x")
     if importlib.util.find_spec("gcsfs") is None:
-        with pytest.raises(OptionalDependencyMissingError, match="'gcsfs'"):
+        with pytest.raises(OptionalDependencyMissingError, match="'gcsfs'") as missing:
             FsspecAssetStore("gs://bucket/prefix")
+        assert str(missing.value).endswith("pip install gcsfs")  # no extra of ours has it
     monkeypatch.setitem(sys.modules, "fsspec", None)  # as if the s3 extra were not installed
     with pytest.raises(OptionalDependencyMissingError, match=r"abstractvision\[s3\]"):
         FsspecAssetStore("s3://bucket/prefix")

@@ -27,9 +27,9 @@ from ..errors import (
     BusyError,
     GenerationCancelledError,
     InvalidRequestError,
-    OptionalDependencyMissingError,
     ReplicaLostError,
 )
+from ..ray_serve.deploy import app_running, connect, require_ray
 from ..types import (
     GeneratedAsset,
     ImageEditRequest,
@@ -86,17 +86,6 @@ class RayServeBackendConfig:
         return 1 + (self.max_retries if self.on_replica_failure == "retry" else 0)
 
 
-def _ray() -> Any:
-    try:
-        import ray
-        import ray.serve
-    except ImportError:
-        raise OptionalDependencyMissingError(
-            "ray", "ray", feature="the Ray Serve backend"
-        ) from None
-    return ray
-
-
 class RayServeVisionBackend(VisionBackend):
     """Sends every task to the replicas of a running ``VisionWorker`` deployment."""
 
@@ -117,9 +106,7 @@ class RayServeVisionBackend(VisionBackend):
             return self._handle
 
     def _connect(self) -> Any:
-        ray = _ray()
-        from ..ray_serve.deploy import app_running, connect
-
+        ray = require_ray()
         connect(self.config.address)
         deadline = time.monotonic() + self.config.connect_timeout_s
         while not app_running(self.config.app_name):
@@ -154,7 +141,7 @@ class RayServeVisionBackend(VisionBackend):
 
     def _ask(self, method: str) -> Any:
         """A read-only call to any replica; asked again if the replica that took it dies."""
-        ray = _ray()
+        ray = require_ray()
         from ray.serve.exceptions import BackPressureError
 
         for _ in range(3):
@@ -224,7 +211,7 @@ class RayServeVisionBackend(VisionBackend):
 
     def _attempt(self, request: VisionRequest, control: GenerationControl) -> GeneratedAsset:
         control.check()
-        ray = _ray()
+        ray = require_ray()
         from ray.serve.exceptions import BackPressureError
 
         stream = self.handle.options(stream=True).run.remote(request)

@@ -117,12 +117,14 @@ def worker_options(items: Sequence[str] = (), **overrides: Any) -> WorkerOptions
     return WorkerOptions(**values)
 
 
-def _serve() -> Any:
+def require_ray() -> Any:
+    """The ``ray`` module with ``ray.serve`` loaded, or the error naming the extra to install."""
     try:
-        from ray import serve
+        import ray
+        import ray.serve
     except ImportError:
         raise OptionalDependencyMissingError("ray", "ray", feature="Ray Serve") from None
-    return serve
+    return ray
 
 
 def build_app(args: Mapping[str, Any]) -> Any:
@@ -131,7 +133,7 @@ def build_app(args: Mapping[str, Any]) -> Any:
     ``args``: ``engine`` (diffusers or sdcpp), ``backend_options`` (that engine's config), and any
     ``WorkerOptions`` field.
     """
-    serve = _serve()
+    serve = require_ray().serve
     from .worker import VisionWorker
 
     # ``serve run MODULE:build_app key=value`` passes text; a config file passes typed values
@@ -150,7 +152,7 @@ def build_app(args: Mapping[str, Any]) -> Any:
 def connect(address: str | None) -> None:
     """Join the Ray cluster at ``address`` (``auto``, ``ray://host:10001``, a GCS address) once;
     ``local`` starts a private one-machine cluster in this process."""
-    import ray
+    ray = require_ray()
 
     if ray.is_initialized():
         return
@@ -163,7 +165,7 @@ def connect(address: str | None) -> None:
 
 
 def app_running(app_name: str) -> bool:
-    serve = _serve()
+    serve = require_ray().serve
     try:
         app = serve.status().applications.get(app_name)
     except Exception:  # Serve not started on this cluster yet
@@ -180,7 +182,7 @@ def deploy(
     redeploy: bool = False,
 ) -> None:
     """Run the workers on the cluster, unless ``options.app_name`` already runs there."""
-    serve = _serve()
+    serve = require_ray().serve
     connect(address)
     if not redeploy and app_running(options.app_name):
         log.info("Ray Serve app %r already running; attaching", options.app_name)

@@ -204,6 +204,16 @@ def _replicas() -> dict[str, int]:
     return seen
 
 
+def _jobs_total(counter: str) -> int:
+    """``counter`` (served_jobs, cancelled_jobs) summed over the live replicas."""
+    handle = serve.get_app_handle(APP)
+    seen: dict[str, int] = {}
+    for _ in range(40):
+        info = handle.info.remote().result()
+        seen[info["replica_id"]] = info[counter]
+    return sum(seen.values())
+
+
 def _wait_healthy(replicas: int = 2, timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -288,14 +298,8 @@ async def test_progress_arrives_from_the_replica(
 async def test_cancel_reaches_the_replica(
     workers: str, tiny_sd_dir: Path, shared_store: Path
 ) -> None:
-    handle = serve.get_app_handle(APP)
-
     def cancelled_total() -> int:
-        seen: dict[str, int] = {}
-        for _ in range(40):
-            info = handle.info.remote().result()
-            seen[info["replica_id"]] = info["cancelled_jobs"]
-        return sum(seen.values())
+        return _jobs_total("cancelled_jobs")
 
     before_count = await anyio.to_thread.run_sync(cancelled_total)
     before_files = set(os.listdir(shared_store))
@@ -387,6 +391,7 @@ async def test_killed_replica_mid_run_loses_no_call(
 
 
 def test_openai_api_of_front_end_b_goes_through_the_replicas(front_end_b: str) -> None:
+    served = _jobs_total("served_jobs")
     answer = httpx.post(
         front_end_b + "/v1/images/generations",
         json={"prompt": "a teapot", "size": "64x64", "response_format": "b64_json"},
@@ -395,6 +400,7 @@ def test_openai_api_of_front_end_b_goes_through_the_replicas(front_end_b: str) -
     )
     assert answer.status_code == 200, answer.text
     assert base64.b64decode(answer.json()["data"][0]["b64_json"]).startswith(b"\x89PNG")
+    assert _jobs_total("served_jobs") == served + 1
 
 
 @contextmanager

@@ -55,6 +55,7 @@ class VisionWorker:
             "replica_node_id": get_runtime_context().get_node_id(),
             "replica_pid": os.getpid(),
         }
+        self.served_jobs = 0  # calls answered with a result or a typed error
         self.cancelled_jobs = 0
         self.cancel_grace_s = cancel_grace_s
         self.stopping: dict[int, float] = {}  # id of a cancelled, still running job -> when
@@ -66,8 +67,12 @@ class VisionWorker:
         return self.backend.get_capabilities()
 
     def info(self) -> dict[str, Any]:
-        """Who this replica is and how many calls were cancelled on it (for operators, tests)."""
-        return {**self.identity, "cancelled_jobs": self.cancelled_jobs}
+        """Who this replica is and how many calls it answered or had cancelled (for operators)."""
+        return {
+            **self.identity,
+            "served_jobs": self.served_jobs,
+            "cancelled_jobs": self.cancelled_jobs,
+        }
 
     async def check_health(self) -> None:  # on the event loop that runs the jobs
         if self.cancel_grace_s is None or not self.stopping:
@@ -106,6 +111,7 @@ class VisionWorker:
             self.stopping[id(work)] = time.monotonic()
             work.add_done_callback(self._stopped)
             raise
+        self.served_jobs += 1
         yield self._outcome(work)
 
     def _stopped(self, work: asyncio.Future[GeneratedAsset]) -> None:

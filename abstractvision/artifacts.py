@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -240,6 +241,46 @@ def _inside(path: Path, base_dir: Path, artifact_id: str) -> Path:
     return path
 
 
+_READ_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)  # a FIFO opens at once instead of waiting for a writer
+    | getattr(os, "O_NOFOLLOW", 0)  # the path is resolved first; a link swapped in is refused
+    | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+def _read_regular(path: Path, base_dir: Path, artifact_id: str) -> bytes:
+    """The bytes of a file of the store: only a regular file directly in ``base_dir``.
+
+    A FIFO, socket, device or folder put there (anyone with write access to a shared store
+    can) is refused at once, never read: opening is non-blocking and the opened descriptor must
+    be a regular file. ``FileNotFoundError`` passes through for the caller to word.
+    """
+    broken = ArtifactNotFoundError(
+        f"artifact {artifact_id} is corrupt or missing ({path.name} is not a regular file)"
+    )
+    try:
+        real = path.resolve(strict=True)
+    except FileNotFoundError:
+        raise
+    except (OSError, RuntimeError):  # a link loop, a name too long
+        raise broken from None
+    if real.parent != base_dir:
+        raise ArtifactNotFoundError(f"artifact {artifact_id} points outside the store")
+    try:
+        fd = os.open(real, _READ_FLAGS)
+    except FileNotFoundError:
+        raise
+    except OSError:  # ENXIO (a socket), ELOOP (a link swapped in), EACCES...
+        raise broken from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise broken
+        return fh.read()
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
@@ -300,7 +341,7 @@ class LocalAssetStore:
     def get_metadata(self, artifact_id: str) -> dict[str, Any]:
         path = self._meta_path(_check_local_id(artifact_id))
         try:
-            raw = path.read_bytes()
+            raw = _read_regular(path, self._base_dir, artifact_id)
         except FileNotFoundError:
             raise ArtifactNotFoundError(f"no artifact {artifact_id} in {self._base_dir}") from None
         return _decode_metadata(artifact_id, raw)
@@ -312,7 +353,8 @@ class LocalAssetStore:
     def load_bytes(self, artifact_id: str) -> bytes:
         meta = self.get_metadata(artifact_id)
         try:
-            data = self._content_path(artifact_id, meta).read_bytes()
+            path = self._content_path(artifact_id, meta)
+            data = _read_regular(path, self._base_dir, artifact_id)
         except FileNotFoundError:
             raise ArtifactNotFoundError(f"artifact {artifact_id} has lost its content") from None
         return _verified(artifact_id, data, meta)

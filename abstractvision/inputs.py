@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
+import stat
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +130,11 @@ class ImageResolver:
                     field, text, "a data URL must be data:<mime>;base64,<data>"
                 )
             return self._b64(field, payload)
-        if urlsplit(text).scheme.lower() in ("http", "https"):
+        try:
+            scheme = urlsplit(text).scheme.lower()
+        except ValueError as exc:  # "Invalid IPv6 URL" and the like
+            raise InvalidRequestError(field, text, f"is not a valid URL ({exc})") from None
+        if scheme in ("http", "https"):
             return _Url(text)
         if "://" in text:
             raise InvalidRequestError(field, text, f"unsupported scheme; must be {ACCEPTED}")
@@ -155,18 +161,55 @@ class ImageResolver:
     def _path(self, field: str, text: str) -> bytes:
         if not self.roots:
             raise InvalidRequestError(field, text, self.no_roots_hint)
-        path = Path(text).expanduser()
+        if "\x00" in text:
+            raise InvalidRequestError(field, text, "a path must not contain a NUL byte")
+        try:
+            return self._read_path(field, text)
+        except InvalidRequestError:
+            raise
+        except (OSError, RuntimeError, ValueError) as exc:
+            # Say why in words, never with the server's path the exception carries.
+            raise InvalidRequestError(field, text, f"cannot be read ({_why(exc)})") from None
+
+    def _read_path(self, field: str, text: str) -> bytes:
+        path = Path(text)
+        if text.startswith("~"):
+            user = text[1:].split("/", 1)[0]
+            try:
+                path = path.expanduser()
+            except RuntimeError:
+                raise InvalidRequestError(field, text, f"no such user {user!r}") from None
         if not path.is_absolute():
             path = self.roots[0] / path
         resolved = path.resolve()
         if not any(resolved.is_relative_to(root) for root in self.roots):
             allowed = ", ".join(map(str, self.roots))
             raise InvalidRequestError(field, text, f"must be inside an allowed root ({allowed})")
-        if not resolved.is_file():
-            raise InvalidRequestError(field, text, "no such file")
-        if resolved.stat().st_size > self.max_bytes:
+        try:  # non-blocking open, then fstat: a FIFO or device is refused, never read
+            fd = os.open(resolved, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise InvalidRequestError(field, text, "no such file") from None
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise InvalidRequestError(field, text, "no such file")
+            if info.st_size > self.max_bytes:
+                raise InvalidRequestError(field, text, f"must be <= {self.max_bytes} bytes")
+            data = fh.read(self.max_bytes + 1)
+        if len(data) > self.max_bytes:
             raise InvalidRequestError(field, text, f"must be <= {self.max_bytes} bytes")
-        return resolved.read_bytes()
+        return data
+
+
+def _why(exc: BaseException) -> str:
+    """An OS error in words without the path it names (errno text, or a fixed phrase)."""
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno).lower()
+    if isinstance(exc, RuntimeError) and "loop" in str(exc).lower():
+        return "symbolic link loop"
+    if isinstance(exc, ValueError):
+        return "not a valid path"
+    return type(exc).__name__
 
 
 def _looks_like_path(text: str) -> bool:

@@ -1,9 +1,11 @@
 """Images and videos in and out: safe decoding of untrusted inputs, deterministic encoding.
 
 Inputs are untrusted (agents pass bytes from anywhere), so ``inspect_image`` sniffs the format
-by magic bytes (PNG, JPEG, WebP, GIF only) and reads the pixel count from the header itself
-before Pillow touches the data: a decompression bomb is refused without allocating anything.
-Then a full decode proves the data is complete. No process-wide Pillow setting is changed.
+by magic bytes (PNG, JPEG, WebP, GIF only) and reads the pixel count and the number of frames
+from the headers themselves before Pillow touches the data: a decompression bomb or a GIF of a
+million frames is refused without allocating anything. Then a full decode of the first frame
+proves the data is complete; at most ``LIMITS.max_parallel_decodes`` such decodes run at once.
+No process-wide Pillow setting is changed.
 
 Mask convention everywhere: mode "L", white (255) = change, black (0) = keep; grey = partial.
 Video needs the ``video`` extra (imageio-ffmpeg) for MP4 only; WebP and GIF use Pillow.
@@ -16,6 +18,7 @@ import itertools
 import os
 import struct
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -153,6 +156,89 @@ def _header_size(fmt: str, data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _gif_frames(data: bytes, stop_after: int) -> int:
+    """Frames of a GIF, counted by walking its blocks (no pixel is decoded); stops counting
+    once past ``stop_after``. A block structure that breaks off ends the count there."""
+    flags = data[10] if len(data) > 10 else 0
+    i = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    frames = 0
+    n = len(data)
+    while i < n and frames <= stop_after:
+        kind = data[i]
+        if kind == 0x3B:  # trailer
+            break
+        if kind == 0x21:  # extension: label, then sub-blocks
+            i += 2
+        elif kind == 0x2C:  # image descriptor, optional local colour table, LZW code size
+            if i + 10 > n:
+                break
+            local = data[i + 9]
+            i += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0) + 1
+            frames += 1
+        else:
+            break
+        while i < n and data[i]:  # sub-blocks up to the zero-length terminator
+            i += data[i] + 1
+        i += 1
+    return max(frames, 1)
+
+
+def _png_frames(data: bytes) -> int:
+    """Frames an APNG declares in its ``acTL`` chunk (1 for a still PNG)."""
+    i = 8
+    while i + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[i : i + 4])
+        kind = data[i + 4 : i + 8]
+        if kind == b"acTL" and i + 12 <= len(data):
+            return max(1, struct.unpack(">I", data[i + 8 : i + 12])[0])
+        if kind in (b"IDAT", b"IEND"):
+            break
+        i += 12 + length
+    return 1
+
+
+def _webp_frames(data: bytes, stop_after: int) -> int:
+    """``ANMF`` chunks of an animated WebP, counted from the RIFF chunk list."""
+    i, frames = 12, 0
+    while i + 8 <= len(data) and frames <= stop_after:
+        kind = data[i : i + 4]
+        (length,) = struct.unpack("<I", data[i + 4 : i + 8])
+        frames += kind == b"ANMF"
+        i += 8 + length + (length & 1)
+    return max(frames, 1)
+
+
+def _header_frames(fmt: str, data: bytes, stop_after: int) -> int:
+    """How many frames ``data`` holds, read from its headers before any decoder runs."""
+    if fmt == "gif":
+        return _gif_frames(data, stop_after)
+    if fmt == "png":
+        return _png_frames(data)
+    if fmt == "webp":
+        return _webp_frames(data, stop_after)
+    return 1
+
+
+def _check_frames(field: str, frames: int, w: int, h: int) -> None:
+    if frames > LIMITS.max_image_frames:
+        raise InvalidImageError(
+            field,
+            f"has over {LIMITS.max_image_frames} frames; the limit is {LIMITS.max_image_frames}",
+        )
+    if frames * w * h > LIMITS.max_image_frame_pixels:
+        raise InvalidImageError(
+            field,
+            f"{frames} frames x {w}x{h} = {frames * w * h} pixels exceeds the limit of "
+            f"{LIMITS.max_image_frame_pixels}",
+        )
+
+
+# Full decodes of untrusted images run at most this many at once, process-wide: each may take
+# up to max_image_pixels x 4 bytes and a second of CPU, so a burst of calls queues here instead
+# of multiplying memory.
+_DECODES = threading.BoundedSemaphore(LIMITS.max_parallel_decodes)
+
+
 def _check_pixels(field: str, w: int, h: int, max_pixels: int) -> None:
     if w <= 0 or h <= 0:
         raise InvalidImageError(field, f"header declares an empty image ({w}x{h})")
@@ -180,10 +266,15 @@ def _open(data: Any, field: str, max_bytes: int, max_pixels: int) -> tuple[Image
     if size is None:
         raise InvalidImageError(field, f"corrupt or truncated {fmt.upper()} header")
     _check_pixels(field, *size, max_pixels)
+    frames = _header_frames(fmt, data, LIMITS.max_image_frames)
+    _check_frames(field, frames, *size)
     try:
         image = Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[fmt]])
         _check_pixels(field, *image.size, max_pixels)  # GIF frames may enlarge the canvas
-        image.load()
+        _check_frames(field, frames, *image.size)
+        image.header_frames = frames  # type: ignore[attr-defined]
+        with _DECODES:
+            image.load()
     except InvalidImageError:
         raise
     except Exception as exc:  # any decoder failure on untrusted bytes means "not a valid image"
@@ -220,9 +311,9 @@ def inspect_image(
             width, height = height, width
     except Exception:
         pass  # a broken EXIF block is not a broken image; decode_image reports it if it matters
-    return ImageInfo(
-        fmt, width, height, image.mode, _has_alpha(image), getattr(image, "n_frames", 1)
-    )
+    # The frame count comes from the headers: Pillow's n_frames walks a GIF frame by frame.
+    frames = getattr(image, "header_frames", 1)
+    return ImageInfo(fmt, width, height, image.mode, _has_alpha(image), frames)
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:

@@ -16,8 +16,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
+import zlib
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 import httpx
@@ -154,7 +156,8 @@ def _pinned(client: httpx.Client | httpx.AsyncClient, checked: CheckedURL) -> ht
     target = checked.parts._replace(netloc=f"{netloc}:{checked.port}").geturl()
     extensions = {"sni_hostname": checked.host} if checked.parts.scheme.lower() == "https" else {}
     host_header = checked.parts.netloc.rpartition("@")[2]  # never forward userinfo
-    return client.build_request("GET", target, headers={"Host": host_header}, extensions=extensions)
+    headers = {"Host": host_header, "Accept-Encoding": _ACCEPT_ENCODING}
+    return client.build_request("GET", target, headers=headers, extensions=extensions)
 
 
 class _Fetch:
@@ -194,6 +197,79 @@ class _Fetch:
             raise self.error(f"must be at most {self.max_bytes} bytes")
         self.remaining()
 
+    def decoder(self, response: httpx.Response) -> _Decoder:
+        """The body's decoder: at most one known content coding, refused before any byte."""
+        codings = [
+            c.strip().lower()
+            for value in response.headers.get_list("content-encoding")
+            for c in value.split(",")
+            if c.strip() and c.strip().lower() != "identity"
+        ]
+        if len(codings) > 1:
+            raise self.error(
+                f"Content-Encoding {', '.join(codings)} stacks {len(codings)} codings; "
+                "at most one (gzip or deflate) is accepted"
+            )
+        if codings and codings[0] not in _CODINGS:
+            raise self.error(
+                f"Content-Encoding {codings[0]} is not supported; accepted: gzip, deflate"
+            )
+        return _Decoder(self, codings[0] if codings else None)
+
+
+_CODINGS = ("gzip", "x-gzip", "deflate")
+_ACCEPT_ENCODING = "gzip, deflate"
+
+
+class _Decoder:
+    """Inflates a body chunk by chunk, never producing more than the cap allows plus one byte.
+
+    ``zlib``'s ``max_length`` bounds each call's output, so a small body that inflates to
+    gigabytes costs at most ``max_bytes`` of memory before it is refused.
+    """
+
+    def __init__(self, state: _Fetch, coding: str | None) -> None:
+        self.state, self.coding = state, coding
+        self.body = bytearray()
+        self._zlib: Any = None
+        self._head = b""
+
+    def _start(self, chunk: bytes) -> Any:
+        if self.coding in ("gzip", "x-gzip"):
+            return zlib.decompressobj(16 + zlib.MAX_WBITS)
+        head = self._head + chunk  # deflate: zlib-wrapped as specified, or raw as some send it
+        if len(head) < 2:
+            self._head = head
+            return None
+        wrapped = head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0
+        return zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+
+    def feed(self, chunk: bytes) -> None:
+        if self.coding is None:
+            self.state.add(self.body, chunk)
+            return
+        if self._zlib is None:
+            self._zlib = self._start(chunk)
+            if self._zlib is None:
+                return
+            chunk, self._head = self._head + chunk, b""
+        try:
+            while chunk and not self._zlib.eof:
+                limit = self.state.max_bytes - len(self.body) + 1
+                self.state.add(self.body, self._zlib.decompress(chunk, limit))
+                chunk = self._zlib.unconsumed_tail
+        except zlib.error as exc:
+            raise self.state.error(f"corrupt {self.coding} body ({exc})") from None
+
+    def finish(self) -> bytes:
+        if self.coding is not None:
+            if self._zlib is None:
+                self._zlib = self._start(b"") or zlib.decompressobj(-zlib.MAX_WBITS)
+                self.feed(self._head)
+            if not self._zlib.eof:
+                raise self.state.error(f"truncated {self.coding} body")
+        return bytes(self.body)
+
 
 def fetch_url(
     client: httpx.Client,
@@ -220,10 +296,10 @@ def fetch_url(
             try:
                 target = state.next_url(response, current)
                 if target is None:
-                    body = bytearray()
-                    for chunk in response.iter_bytes():
-                        state.add(body, chunk)
-                    return bytes(body)
+                    decoder = state.decoder(response)
+                    for chunk in response.iter_raw():
+                        decoder.feed(chunk)
+                    return decoder.finish()
             finally:
                 response.close()
             current = target
@@ -258,10 +334,10 @@ async def fetch_url_async(
             try:
                 target = state.next_url(response, current)
                 if target is None:
-                    body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        state.add(body, chunk)
-                    return bytes(body)
+                    decoder = state.decoder(response)
+                    async for chunk in response.aiter_raw():
+                        decoder.feed(chunk)
+                    return decoder.finish()
             finally:
                 await response.aclose()
             current = target

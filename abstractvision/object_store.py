@@ -30,6 +30,7 @@ from .artifacts import (
     _metadata_name,
     _new_metadata,
     _newest_first,
+    _read_regular,
     _ref_of,
     _verified,
 )
@@ -88,6 +89,12 @@ class FsspecAssetStore:
             _inside(Path(path), self._local_dir, artifact_id)
         return path
 
+    def _cat(self, path: str, artifact_id: str) -> bytes:
+        """A file's bytes; on local disk only a regular file, opened without blocking."""
+        if self._local_dir is not None:
+            return _read_regular(Path(path), self._local_dir, artifact_id)
+        return bytes(self._fs.cat_file(path))
+
     def _put(self, path: str, data: bytes) -> None:
         if self._local_dir is not None:
             _atomic_write(Path(path), data)  # temp + fsync + rename, as LocalAssetStore does
@@ -128,7 +135,7 @@ class FsspecAssetStore:
     def get_metadata(self, artifact_id: str) -> dict[str, Any]:
         _check_local_id(artifact_id)
         try:
-            raw = self._fs.cat_file(self._path(_metadata_name(artifact_id), artifact_id))
+            raw = self._cat(self._path(_metadata_name(artifact_id), artifact_id), artifact_id)
         except FileNotFoundError:
             raise ArtifactNotFoundError(f"no artifact {artifact_id} in {self._url}") from None
         return _decode_metadata(artifact_id, raw)
@@ -136,7 +143,8 @@ class FsspecAssetStore:
     def load_bytes(self, artifact_id: str) -> bytes:
         meta = self.get_metadata(artifact_id)
         try:
-            data = self._fs.cat_file(self._path(_content_name(artifact_id, meta), artifact_id))
+            path = self._path(_content_name(artifact_id, meta), artifact_id)
+            data = self._cat(path, artifact_id)
         except FileNotFoundError:
             raise ArtifactNotFoundError(f"artifact {artifact_id} has lost its content") from None
         return _verified(artifact_id, bytes(data), meta)

@@ -8,6 +8,7 @@ Waiters poll the job (cheap, loop-agnostic) and forward every new progress event
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 import uuid
@@ -20,6 +21,8 @@ import anyio
 from abstractvision import AbstractVisionError, GenerationControl, ProgressEvent
 from abstractvision.control import DeviceLimit, DeviceSlot
 from abstractvision.errors import GenerationCancelledError
+
+log = logging.getLogger(__name__)
 
 FINISHED = ("succeeded", "failed", "cancelled")
 _POLL_S = 0.02
@@ -82,13 +85,16 @@ class JobManager:
         self._ttl_s = ttl_s
         self._max_jobs = max_jobs
         self._counter = itertools.count(1)
+        # Called (in the worker thread) when a job ends, e.g. the playground's artifact feed.
+        self.finished_listeners: list[Callable[[Job], None]] = []
 
-    def submit(self, task: str, runner: Runner) -> Job:
+    def submit(self, task: str, runner: Runner, slot: DeviceSlot | None = None) -> Job:
         """Start ``runner(control)`` in a worker thread; returns the job at once.
 
-        Raises ``BusyError`` (nothing started) when ``max_queue`` calls already wait.
+        Raises ``BusyError`` (nothing started) when ``max_queue`` calls already wait; ``slot``
+        is a place the caller was admitted to beforehand (``device.admit()``).
         """
-        slot = self.device.admit()
+        slot = slot or self.device.admit()
         job_id = f"job-{next(self._counter)}-{uuid.uuid4().hex[:8]}"
         control = GenerationControl(on_progress=lambda event: job.events.append(event))
         job = Job(id=job_id, task=task, control=control)
@@ -126,6 +132,11 @@ class JobManager:
         job.error, job.error_type = error, error_type
         job.finished = time.time()
         job.status = status
+        for listener in list(self.finished_listeners):
+            try:
+                listener(job)
+            except Exception:
+                log.exception("job listener failed")
 
     def _prune(self) -> None:
         now = time.time()

@@ -140,11 +140,18 @@ def _task_handler(task: Task) -> Handler:
                 f"can run {can}. Use one of those tools or start the server with another model."
             )
         cls = REQUEST_TYPES[task]
-        for field in cls.image_fields:
-            if args.get(field) is not None:
-                args[field] = await state.inputs.resolve(field, args[field])
-        cls.from_dict(args)  # validate now: bad calls never become jobs
-        job = state.jobs.submit(task.value, lambda control: state.engine.run(task, args, control))
+        slot = state.jobs.device.admit()  # busy is answered before any input is fetched or decoded
+        try:
+            for field in cls.image_fields:
+                if args.get(field) is not None:
+                    args[field] = await state.inputs.resolve(field, args[field])
+            cls.from_dict(args)  # validate now: bad calls never become jobs
+        except BaseException:
+            slot.close()
+            raise
+        job = state.jobs.submit(
+            task.value, lambda control: state.engine.run(task, args, control), slot=slot
+        )
         await state.jobs.wait(
             job, min(float(wait_s), state.config.wait_s), progress, cancel_on_abort=True
         )

@@ -8,6 +8,7 @@ use the device at once, images and videos together.
 from __future__ import annotations
 
 import base64
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -145,8 +146,10 @@ async def videos_create(request: Request) -> Response:
     caps = await anyio.to_thread.run_sync(ctx.manager.capabilities)
     if not caps.supports(task):
         raise CapabilityNotSupportedError(f"this server cannot run {task}")
-    if "image" in params:
-        media.inspect_image(params["image"], field="input_reference")
+    if "image" in params:  # off the event loop: a decode may take a second
+        await anyio.to_thread.run_sync(
+            functools.partial(media.inspect_image, params["image"], field="input_reference")
+        )
     size = f"{params['width']}x{params['height']}" if "width" in params else None
     model = params.get("model") or _default_model(ctx, task)
     job = ctx.jobs.submit(

@@ -77,6 +77,9 @@ class Limits:
     max_image_pixels: int = 8192 * 8192
     max_angles: int = 12
     max_extra_keys: int = 32
+    max_image_frames: int = 1024  # frames of an animated input, counted from its headers
+    max_image_frame_pixels: int = 4 * 8192 * 8192  # all frames of an input together
+    max_parallel_decodes: int = 2  # full decodes of untrusted images at once, process-wide
 
 
 LIMITS = Limits()

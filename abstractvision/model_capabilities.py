@@ -40,7 +40,15 @@ ClassName = Annotated[str, Field(pattern=r"^[A-Z][A-Za-z0-9]*$")]
 Text = Annotated[str, Field(min_length=1)]
 Number = int | float
 ParamName = Literal[
-    "width", "height", "steps", "guidance_scale", "true_cfg_scale", "strength", "num_frames", "fps"
+    "width",
+    "height",
+    "steps",
+    "guidance_scale",
+    "true_cfg_scale",
+    "strength",
+    "num_frames",
+    "fps",
+    "scale",
 ]
 SdcppFile = Literal[
     "model",
@@ -52,6 +60,7 @@ SdcppFile = Literal[
     "t5xxl",
     "llm",
     "clip_vision",
+    "upscale_model",
 ]
 PACKAGED_PATH = Path(__file__).parent / "assets" / "vision_model_capabilities.json"
 SCHEMA_PATH = PACKAGED_PATH.with_name("vision_model_capabilities.schema.json")
@@ -137,15 +146,30 @@ class DiffusersEngine(_Frozen):
     torch_dtype: Literal["float16", "bfloat16", "float32"] | None = None
 
 
+class SdcppSource(_Frozen):
+    """Where one sd.cpp file comes from: a Hub repo and a file name (``{quant}`` = the quant)."""
+
+    repo: HubId
+    file: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.*{}/-]+$")]
+    quant: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$")] | None = None
+
+
 class SdcppEngine(_Frozen):
     """Which files stable-diffusion.cpp needs: one ``model`` file, or separate components."""
 
     files: Annotated[list[SdcppFile], Field(min_length=1)]
+    # role -> published file (read by ``abstractvision pull --engine sdcpp``)
+    sources: dict[SdcppFile, SdcppSource] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique(self) -> SdcppEngine:
         if len(set(self.files)) != len(self.files):
             raise ValueError("files must not repeat")
+        if set(self.sources) - set(self.files):
+            raise ValueError("sources names a role that files does not list")
+        for role, source in self.sources.items():
+            if ("{quant}" in source.file) != (source.quant is not None):
+                raise ValueError(f"sources.{role}: a {{quant}} file needs a default quant")
         return self
 
 
@@ -210,11 +234,22 @@ class _TaskInfo(_Frozen):
     description: Text
 
 
+class Recommendation(_Frozen):
+    """A default model for machines of one kind: the first row that fits is used."""
+
+    engine: Literal["diffusers", "sdcpp"]
+    model: HubId
+    devices: Annotated[list[Literal["cuda", "mps", "cpu"]], Field(min_length=1)]
+    min_memory_gb: Annotated[float, Field(ge=0)]  # free device (or system) memory needed
+    quant: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$")] | None = None
+
+
 class _Document(_Frozen):
     schema_ref: str | None = Field(default=None, alias="$schema")
     schema_version: Literal[1]
     tasks: dict[Task, _TaskInfo]
     models: Annotated[list[ModelCapabilities], Field(min_length=1)]
+    recommended: list[Recommendation] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _complete(self) -> _Document:
@@ -225,6 +260,11 @@ class _Document(_Frozen):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"duplicate model ids: {dupes}")
+        by_id = {m.id: m for m in self.models}
+        for row in self.recommended:
+            engines = by_id[row.model].engines if row.model in by_id else None
+            if engines is None or getattr(engines, row.engine) is None:
+                raise ValueError(f"recommended {row.model} is not a known {row.engine} model")
         return self
 
 
@@ -320,6 +360,10 @@ class VisionModelCapabilitiesRegistry:
                 f"unknown model {model_id!r}{hint} ('abstractvision models' lists them all)"
             )
         return model
+
+    def recommended(self) -> list[Recommendation]:
+        """Default models by machine kind, best first (``model_downloads.recommend`` picks)."""
+        return list(self._doc.recommended)
 
     def supports(self, model_id: str, task: str | Task) -> bool:
         wanted = _task(task)

@@ -57,6 +57,7 @@ class ServerConfig:
     allowed_host: list[str] = field(default_factory=list)
     allowed_origin: list[str] = field(default_factory=list)
     openai: bool = False
+    playground: bool = True
     all_tools: bool = False
     probe: bool = True
     preload: bool = False
@@ -115,6 +116,7 @@ HELP: dict[str, tuple[str, Sequence[str] | None]] = {
     "allowed_host": ("extra Host header value allowed on HTTP (repeatable)", None),
     "allowed_origin": ("extra Origin allowed on HTTP (repeatable)", None),
     "openai": ("also serve the OpenAI-compatible API under /v1 (HTTP transports)", None),
+    "playground": ("serve the playground page at / (HTTP transports; same token)", None),
     "all_tools": ("list every task tool, even those the backend cannot run", None),
     "probe": (
         "after a guessed tools/list, probe the backend in the background (imports the engine) "

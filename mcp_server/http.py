@@ -1,66 +1,61 @@
 """HTTP transports: streamable HTTP on /mcp and SSE on /sse (+ /messages/) from one app.
 
-Bearer-token auth wraps every route when a token is configured; the SDK's Host/Origin
-(DNS-rebinding) checks stay on, and POST bodies are capped by the SDK transports.
+Bearer-token auth wraps every route and every scope type (WebSocket included) when a token is
+configured. One guard (``abstractvision.http_guard.HttpGuard``) fronts every route, ``/v1`` and
+the pages mounted beside them: Host must name this server, Origin must be this server's own
+origin (scheme, name, port) or an ``--allowed-origin``, JSON endpoints refuse form bodies and
+WebSocket upgrades are refused. The SDK's own Host/Origin checks stay on, and POST bodies are
+capped by the SDK transports.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import Any
 
 import uvicorn
 from mcp.server import Server
 from mcp.server.sse import SseServerTransport
-from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
+from abstractvision.http_guard import BearerAuth, HttpGuard
+
+from . import playground
 from .config import LOOPBACK_HOSTS, ServerConfig
 from .openai_api import mount, openai_app
 
 log = logging.getLogger(__name__)
 
 
-class BearerAuth:
-    """Pure ASGI middleware: HTTP requests need ``Authorization: Bearer <token>``."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self.expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            given = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                response = JSONResponse(
-                    {"error": "unauthorized", "error_description": "missing or wrong bearer token"},
-                    status_code=401,
-                    headers={"WWW-Authenticate": 'Bearer realm="abstractvision"'},
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+# Endpoints that take JSON only: a form or text/plain body there is a cross-site request.
+JSON_PATHS = ("/mcp", "/messages/", "/v1/images/generations")
 
 
-class RebindingGuard:
-    """Pure ASGI middleware: the SDK's Host/Origin check for routes it does not guard (``/v1``)."""
+class RebindingGuard(HttpGuard):
+    """``HttpGuard`` from the SDK settings ``security_settings`` made: its Host list, and as
+    allowed origins only the configured ``--allowed-origin`` values (the SDK's own list allows
+    every loopback port; this guard allows only the server's own origin)."""
 
     def __init__(self, app: ASGIApp, settings: TransportSecuritySettings) -> None:
-        self.app = app
-        self.check = TransportSecurityMiddleware(settings)
+        defaults = {f"{scheme}://{h}" for h in _default_hosts(settings) for scheme in _SCHEMES}
+        super().__init__(
+            app,
+            allowed_hosts=settings.allowed_hosts,
+            allowed_origins=[o for o in settings.allowed_origins if o not in defaults],
+            json_paths=JSON_PATHS,
+        )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            refusal = await self.check.validate_request(Request(scope))
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+
+_SCHEMES = ("http", "https")
+
+
+def _default_hosts(settings: TransportSecuritySettings) -> list[str]:
+    return [h for h in settings.allowed_hosts if h.endswith(":*")]
 
 
 def security_settings(config: ServerConfig) -> TransportSecuritySettings:
@@ -96,6 +91,9 @@ def build_app(
         Route("/sse", endpoint=sse_endpoint, methods=["GET"]),
         Mount("/messages/", app=sse.handle_post_message),
     ]
+    if config.playground:  # the page's API: same token, same Host/Origin guard
+        api = playground.api_app(server.abstractvision_state)  # type: ignore[attr-defined]
+        routes.append(Mount(playground.API_PREFIX, app=RebindingGuard(api, security)))
     wrap_lifespan = None
     if openai is not None:
         route, wrap_lifespan = mount(openai, lambda app: RebindingGuard(app, security))
@@ -109,7 +107,12 @@ def build_app(
     )
     if wrap_lifespan is not None:
         app.router.lifespan_context = wrap_lifespan(app.router.lifespan_context)
-    return BearerAuth(app, config.auth_token) if config.auth_token else app
+    guarded: ASGIApp = RebindingGuard(app, security)  # every route, every scope type
+    if config.auth_token:
+        guarded = BearerAuth(guarded, config.auth_token)
+    if not config.playground:
+        return guarded
+    return playground.PlaygroundPages(guarded, lambda page: RebindingGuard(page, security))
 
 
 async def run_http(server: Server[Any], config: ServerConfig) -> None:

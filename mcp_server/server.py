@@ -139,13 +139,9 @@ def serve(config: ServerConfig) -> None:
     """Run on the configured transport until interrupted."""
     server = create_server(config)
     if config.transport == "stdio":
-        from mcp.server.stdio import stdio_server
+        from .stdio import serve_stdio  # malformed lines answered; EOF ends the process
 
-        async def run_stdio() -> None:
-            async with stdio_server() as (read, write):
-                await server.run(read, write, server.create_initialization_options())
-
-        anyio.run(run_stdio)
+        serve_stdio(server)
         return
     from .http import run_http
 

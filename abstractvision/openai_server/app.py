@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..control import DeviceLimit
 from ..errors import InvalidRequestError
+from ..http_guard import HttpGuard, loopback_hosts
 from ..vision_manager import VisionManager
 from .errors import ApiError, error_response, exception_handlers
 from .jobs import VideoJobs
@@ -154,6 +155,10 @@ def serve(
     import uvicorn
 
     check_bind(host, auth_token, insecure)
-    app = create_app(manager, auth_token=auth_token, **options)
+    app = HttpGuard(  # Host (on loopback), own Origin only, JSON-only generations, no WebSocket
+        create_app(manager, auth_token=auth_token, **options),
+        allowed_hosts=loopback_hosts() if is_loopback(host) else (),
+        json_paths=("/v1/images/generations",),
+    )
     log.info("OpenAI-compatible API on http://%s:%s/v1", host, port)
     uvicorn.run(app, host=host, port=port, log_level=log_level.lower())

@@ -36,6 +36,7 @@ TASK_TEXT: dict[Task, tuple[str, str]] = {
     ),
     Task.TEXT_TO_VIDEO: ("Text to video", "Generate a short video from a prompt."),
     Task.IMAGE_TO_VIDEO: ("Image to video", "Animate a still image."),
+    Task.IMAGE_UPSCALE: ("Upscale image", "Enlarge an image with added detail (x2-x8)."),
 }
 
 

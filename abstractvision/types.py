@@ -36,6 +36,7 @@ __all__ = [
     "ImageEditRequest",
     "ImageGenerationRequest",
     "ImageToVideoRequest",
+    "ImageUpscaleRequest",
     "Limits",
     "MultiAngleRequest",
     "Task",
@@ -47,13 +48,14 @@ __all__ = [
 
 
 class Task(str, Enum):
-    """The five generative tasks. The value is the name used everywhere (registry, MCP tools)."""
+    """The six tasks. The value is the name used everywhere (registry, MCP tools)."""
 
     TEXT_TO_IMAGE = "text_to_image"
     IMAGE_TO_IMAGE = "image_to_image"
     MULTI_VIEW_IMAGE = "multi_view_image"
     TEXT_TO_VIDEO = "text_to_video"
     IMAGE_TO_VIDEO = "image_to_video"
+    IMAGE_UPSCALE = "image_upscale"
 
     def __str__(self) -> str:
         return self.value
@@ -75,11 +77,15 @@ class Limits:
     max_prompt_chars: int = 10_000
     max_image_bytes: int = 50 * 1024 * 1024
     max_image_pixels: int = 8192 * 8192
-    max_angles: int = 12
-    max_extra_keys: int = 32
     max_image_frames: int = 1024  # frames of an animated input, counted from its headers
     max_image_frame_pixels: int = 4 * 8192 * 8192  # all frames of an input together
     max_parallel_decodes: int = 2  # full decodes of untrusted images at once, process-wide
+    max_angles: int = 12
+    max_extra_keys: int = 32
+    max_upscale_scale: int = 8
+    max_upscale_pixels: int = 8192 * 8192  # output pixels = input pixels x scale^2
+    max_batch: int = 16  # images per call (count / seeds)
+    max_control_strength: float = 2.0
 
 
 LIMITS = Limits()
@@ -281,6 +287,57 @@ VideoFormat = Annotated[
     Literal["mp4", "webp", "gif"] | None,
     Field(description="Encoding of the result; default mp4."),
 ]
+UpscaleScale = Annotated[
+    int | None,
+    Field(
+        ge=2,
+        le=LIMITS.max_upscale_scale,
+        description="Upscale factor; default: the model's own (4 for most upscalers).",
+    ),
+]
+UpscalePrompt = Annotated[
+    str | None,
+    Field(
+        max_length=LIMITS.max_prompt_chars,
+        description="Text guidance for text-guided upscalers (SD x4); others ignore it.",
+    ),
+]
+Count = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=LIMITS.max_batch,
+        description="Images to make (default 1); image k uses seed+k or seeds[k].",
+    ),
+]
+Seeds = Annotated[
+    tuple[Annotated[int, Field(ge=0, le=LIMITS.max_seed)], ...],
+    Field(
+        max_length=LIMITS.max_batch,
+        description="One seed per image (sets count); same seeds, same images.",
+    ),
+]
+ControlImage = Annotated[
+    bytes | None,
+    Field(
+        min_length=1,
+        max_length=LIMITS.max_image_bytes,
+        description="Control image (edges, depth, pose...) for models that take one.",
+    ),
+]
+ControlType = Annotated[
+    Literal["canny", "depth", "pose", "lineart", "scribble", "tile", "segmentation"] | None,
+    Field(description="What control_image shows; default: the model's own control."),
+]
+ControlStrength = Annotated[
+    float | None,
+    Field(
+        ge=0.0,
+        le=LIMITS.max_control_strength,
+        allow_inf_nan=False,
+        description="How strongly control_image steers the result (default 1).",
+    ),
+]
 Extra = Annotated[
     dict[str, Any],
     Field(
@@ -288,6 +345,23 @@ Extra = Annotated[
         description="Engine options beyond the common ones; only the keys the backend lists.",
     ),
 ]
+
+
+def _check_batch_and_control(request: Any) -> None:
+    """count/seeds agree (seeds set count); control_type/strength need a control_image."""
+    seeds = getattr(request, "seeds", ())
+    if seeds:
+        if request.count not in (None, len(seeds)):
+            raise InvalidRequestError(
+                "count", request.count, f"must equal the number of seeds ({len(seeds)})"
+            )
+        if request.seed is not None:
+            raise InvalidRequestError("seed", request.seed, "give seed or seeds, not both")
+        object.__setattr__(request, "count", len(seeds))
+    if getattr(request, "control_image", None) is None:
+        for name in ("control_type", "control_strength"):
+            if getattr(request, name, None) is not None:
+                raise InvalidRequestError(name, getattr(request, name), "needs a control_image")
 
 
 @functools.cache
@@ -364,6 +438,7 @@ class VisionRequest:
             raise InvalidRequestError(
                 "width*height", width * height, f"must be <= {LIMITS.max_pixels} pixels"
             )
+        _check_batch_and_control(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> VisionRequest:
@@ -401,12 +476,18 @@ class ImageGenerationRequest(VisionRequest):
     """text_to_image."""
 
     task: ClassVar[Task] = Task.TEXT_TO_IMAGE
+    image_fields: ClassVar[tuple[str, ...]] = ("control_image",)
 
     prompt: Prompt
     negative_prompt: NegativePrompt = None
     width: Width = None
     height: Height = None
     seed: Seed = None
+    count: Count = None
+    seeds: Seeds = ()
+    control_image: ControlImage = None
+    control_type: ControlType = None
+    control_strength: ControlStrength = None
     steps: Steps = None
     guidance_scale: GuidanceScale = None
     model: Model = None
@@ -429,6 +510,8 @@ class ImageEditRequest(VisionRequest):
     height: Height = None
     strength: Strength = None
     seed: Seed = None
+    count: Count = None
+    seeds: Seeds = ()
     steps: Steps = None
     guidance_scale: GuidanceScale = None
     model: Model = None
@@ -501,6 +584,25 @@ class ImageToVideoRequest(VisionRequest):
     extra: Extra = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ImageUpscaleRequest(VisionRequest):
+    """image_upscale: a larger image with added detail (output pixels bounded by LIMITS)."""
+
+    task: ClassVar[Task] = Task.IMAGE_UPSCALE
+    image_fields: ClassVar[tuple[str, ...]] = ("image",)
+
+    image: ImageBytes
+    scale: UpscaleScale = None
+    prompt: UpscalePrompt = None
+    negative_prompt: NegativePrompt = None
+    seed: Seed = None
+    steps: Steps = None
+    guidance_scale: GuidanceScale = None
+    model: Model = None
+    output_format: ImageFormat = None
+    extra: Extra = field(default_factory=dict)
+
+
 REQUEST_TYPES: dict[Task, type[VisionRequest]] = {
     cls.task: cls
     for cls in (
@@ -509,6 +611,7 @@ REQUEST_TYPES: dict[Task, type[VisionRequest]] = {
         MultiAngleRequest,
         VideoGenerationRequest,
         ImageToVideoRequest,
+        ImageUpscaleRequest,
     )
 }
 

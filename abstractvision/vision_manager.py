@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from . import media, multiview
+from . import compat, media, multiview, upscaling
 from .artifacts import MediaStore
 from .backends.base_backend import TASK_METHODS, VisionBackend
 from .control import GenerationControl, ProgressEvent
@@ -24,11 +24,13 @@ from .errors import (
 )
 from .model_capabilities import VisionModelCapabilitiesRegistry
 from .types import (
+    LIMITS,
     REQUEST_TYPES,
     GeneratedAsset,
     ImageEditRequest,
     ImageGenerationRequest,
     ImageToVideoRequest,
+    ImageUpscaleRequest,
     MultiAngleRequest,
     Task,
     VideoGenerationRequest,
@@ -70,7 +72,21 @@ class VisionManager:
         **params: Any,
     ) -> Result:
         request = self._request(ImageGenerationRequest, prompt, "prompt", params)
-        return self._run_single(request, control, on_progress)
+        return self._run_single(_one(request, "generate_image_batch"), control, on_progress)
+
+    def generate_image_batch(
+        self,
+        prompt: str | ImageGenerationRequest,
+        *,
+        control: GenerationControl | None = None,
+        on_progress: ProgressCallback | None = None,
+        **params: Any,
+    ) -> list[Result]:
+        """``count`` images (or one per ``seeds`` entry); image k is what a single call with
+        seed k gives. Without ``seeds``: seed, seed+1, ... (a random start when no seed).
+        Nothing is stored unless every image succeeded."""
+        request = self._request(ImageGenerationRequest, prompt, "prompt", params)
+        return self._run_batch(request, control, on_progress)
 
     def edit_image(
         self,
@@ -84,6 +100,34 @@ class VisionManager:
         if image is not None:
             params["image"] = image
         request = self._request(ImageEditRequest, prompt, "prompt", params)
+        return self._run_single(_one(request, "edit_image_batch"), control, on_progress)
+
+    def edit_image_batch(
+        self,
+        prompt: str | ImageEditRequest,
+        image: bytes | None = None,
+        *,
+        control: GenerationControl | None = None,
+        on_progress: ProgressCallback | None = None,
+        **params: Any,
+    ) -> list[Result]:
+        """Several edits of one image (``count`` or ``seeds``), as ``generate_image_batch``."""
+        if image is not None:
+            params["image"] = image
+        request = self._request(ImageEditRequest, prompt, "prompt", params)
+        return self._run_batch(request, control, on_progress)
+
+    def upscale_image(
+        self,
+        image: bytes | ImageUpscaleRequest,
+        *,
+        control: GenerationControl | None = None,
+        on_progress: ProgressCallback | None = None,
+        **params: Any,
+    ) -> Result:
+        """A larger image: ``scale`` x (default: the model's factor), ``prompt`` for
+        text-guided upscalers. Output pixels are bounded by ``LIMITS.max_upscale_pixels``."""
+        request = self._request(ImageUpscaleRequest, image, "image", params)
         return self._run_single(request, control, on_progress)
 
     def generate_video(
@@ -180,10 +224,45 @@ class VisionManager:
         request = request_type.from_dict(params)
         if isinstance(request, MultiAngleRequest):
             return self.generate_angles(request, control=control)
-        return self._run_single(request, control, None)
+        if not hasattr(request, "count"):
+            return self._run_single(request, control, None)
+        if (request.count or 1) > 1:
+            return self._run_batch(request, control, None)
+        return self._run_single(_one(request, "count"), control, None)
+
+    def check(self, task: str | Task, params: Mapping[str, Any]) -> VisionRequest:
+        """Every check ``run`` makes before the engine starts, without running anything.
+
+        Front ends call it before they queue a job, so a call the engine would refuse (a bound,
+        a task the model lacks, steps x strength of an edit, an unknown scheduler, for
+        multi-view the reference and the edits) fails at once. Returns the request.
+        """
+        try:
+            request = REQUEST_TYPES[Task(str(task))].from_dict(params)
+        except ValueError:
+            known = ", ".join(t.value for t in Task)
+            raise InvalidRequestError("task", task, f"unknown task; known: {known}") from None
+        backend = self._backend()
+        caps = backend.get_capabilities()
+        samples: Sequence[VisionRequest] = (request,)
+        native = type(backend).generate_angles is not VisionBackend.generate_angles
+        if isinstance(request, MultiAngleRequest) and not native:
+            samples = multiview.plan(request, caps, self.registry, self.model_id).sample_requests()
+        self._prepare(request, caps, None, None, gated=samples)
+        return request
 
     def capabilities(self) -> VisionBackendCapabilities:
         return self._backend().get_capabilities()
+
+    def list_provider_models(self, *, task: str | None = None) -> list[Any]:
+        """``ProviderModelInfo`` of the models the backend is configured with."""
+        return list(self._backend().list_provider_models(task=task))
+
+    def list_provider_adapters(
+        self, *, model: str | None = None, task: str | None = None
+    ) -> list[Any]:
+        """``ProviderAdapterInfo`` of the adapters (LoRAs) the backend may load."""
+        return list(self._backend().list_provider_adapters(model=model, task=task))
 
     # --- the pipeline ----------------------------------------------------------------------
 
@@ -196,6 +275,10 @@ class VisionManager:
                     next(iter(params)), "...", "pass parameters in the request object, not both"
                 )
             return first
+        if "extra" in params or "lora_adapters" in params:  # 0.3.x LoRA shapes -> extra.loras
+            params["extra"] = compat.legacy_extra(
+                params.get("extra"), params.pop("lora_adapters", None)
+            )
         return cls.from_dict({first_name: first, **params})
 
     def _backend(self) -> VisionBackend:
@@ -223,6 +306,7 @@ class VisionManager:
                 self.registry.require_support(model, request.task.value)
         for sample in gated or (request,):
             self._gate_on_backend(caps, sample)
+            self._backend().check_request(sample)  # e.g. steps x strength, scheduler
         _check_images(request)
         if control is None:
             control = GenerationControl(on_progress)
@@ -243,6 +327,21 @@ class VisionManager:
         asset: GeneratedAsset = getattr(backend, method)(request, control=control)
         control.check()  # cancelled while the engine finished: store nothing
         return self._store(asset, request)
+
+    def _run_batch(
+        self,
+        request: ImageGenerationRequest | ImageEditRequest,
+        control: GenerationControl | None,
+        on_progress: ProgressCallback | None,
+    ) -> list[Result]:
+        backend = self._backend()
+        singles = _split(request)
+        control = self._prepare(request, backend.get_capabilities(), control, on_progress)
+        assets = backend.run_batch(singles, control=control)
+        control.check()  # cancelled while the engine finished: store nothing
+        if len(assets) != len(singles):
+            raise InvalidRequestError("count", len(singles), f"the backend made {len(assets)}")
+        return [self._store(a, r) for a, r in zip(assets, singles, strict=True)]
 
     def _store(self, asset: GeneratedAsset, request: VisionRequest) -> Result:
         if self.store is None:
@@ -270,6 +369,11 @@ class VisionManager:
             raise CapabilityNotSupportedError(f"the backend cannot run {task}; it can run: {can}")
         if getattr(request, "mask", None) is not None and caps.supports_mask is False:
             raise CapabilityNotSupportedError("the backend cannot use a mask (inpainting)")
+        if getattr(request, "control_image", None) is not None and not caps.supports_control_image:
+            raise CapabilityNotSupportedError(
+                "the backend's model takes no control_image: configure a ControlNet or a "
+                "control model (see `abstractvision models --control`)"
+            )
         for name, limit in (
             ("width", caps.max_width),
             ("height", caps.max_height),
@@ -303,6 +407,9 @@ def _check_images(request: VisionRequest) -> None:
         data = getattr(request, name)
         if data is not None:
             infos[name] = media.inspect_image(data, field=name)
+    if isinstance(request, ImageUpscaleRequest) and request.scale is not None:
+        info = infos["image"]
+        upscaling.check_output(info.width, info.height, request.scale)
     if "mask" in infos and "image" in infos:
         mask, image = infos["mask"], infos["image"]
         if (mask.width, mask.height) != (image.width, image.height):
@@ -311,3 +418,25 @@ def _check_images(request: VisionRequest) -> None:
                 f"{mask.width}x{mask.height}",
                 f"must be the same size as image ({image.width}x{image.height})",
             )
+
+
+def _one(request: Any, batch_method: str) -> Any:
+    """A single-image request; more than one image needs the batch method."""
+    if (request.count or 1) > 1:
+        raise InvalidRequestError(
+            "count", request.count, f"must be 1 here; use {batch_method} for several images"
+        )
+    if request.seeds:
+        return dataclasses.replace(request, seeds=(), count=None, seed=request.seeds[0])
+    return request
+
+
+def _split(request: Any) -> list[Any]:
+    """One single-image request per seed: seeds[k], else seed+k (random start when unset)."""
+    from .backends._common import choose_seed
+
+    seeds = list(request.seeds)
+    if not seeds:
+        start = choose_seed(request.seed)
+        seeds = [(start + k) % (LIMITS.max_seed + 1) for k in range(request.count or 1)]
+    return [dataclasses.replace(request, seed=s, seeds=(), count=None) for s in seeds]

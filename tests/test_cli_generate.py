@@ -101,7 +101,7 @@ def test_tools_prints_specs_the_openai_sdk_accepts(tmp_path: Path) -> None:
     done = cli("tools", "--format", "openai", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     specs = json.loads(done.stdout)
-    assert len(specs) == 5
+    assert len(specs) == 6  # one per task
     adapter: TypeAdapter[Any] = TypeAdapter(ChatCompletionToolUnionParam)
     for spec in specs:
         adapter.validate_python(spec, strict=True)

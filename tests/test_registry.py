@@ -267,6 +267,7 @@ def test_defaults_and_ranges_stay_within_the_library_limits() -> None:
         "strength": (0, 1),
         "num_frames": (1, LIMITS.max_frames),
         "fps": (1, LIMITS.max_fps),
+        "scale": (2, LIMITS.max_upscale_scale),
     }
     for model_id in REGISTRY.list_models():
         for task in REGISTRY.get(model_id).tasks:

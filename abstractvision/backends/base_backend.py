@@ -8,7 +8,8 @@ report progress through it and stop when it is cancelled.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..control import GenerationControl
 from ..errors import CapabilityNotSupportedError
@@ -17,11 +18,15 @@ from ..types import (
     ImageEditRequest,
     ImageGenerationRequest,
     ImageToVideoRequest,
+    ImageUpscaleRequest,
     MultiAngleRequest,
     Task,
     VideoGenerationRequest,
     VisionBackendCapabilities,
 )
+
+if TYPE_CHECKING:
+    from ..compat import ProviderAdapterInfo, ProviderModelInfo
 
 __all__ = ["TASK_METHODS", "VisionBackend"]
 
@@ -31,21 +36,58 @@ TASK_METHODS = {
     Task.IMAGE_TO_IMAGE: "edit_image",
     Task.TEXT_TO_VIDEO: "generate_video",
     Task.IMAGE_TO_VIDEO: "image_to_video",
+    Task.IMAGE_UPSCALE: "upscale_image",
 }
 
 
-class VisionBackend(ABC):
+class VisionBackend:
     """Base class of the engines. Override the tasks the engine can run."""
 
-    @abstractmethod
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        from ..compat import adapt_legacy_backend
+
+        adapt_legacy_backend(cls)  # a subclass written for 0.3.x (task methods without control=)
+
     def get_capabilities(self) -> VisionBackendCapabilities:
-        """What this backend, as configured, will do: tasks, mask support, limits, extra keys."""
+        """What this backend, as configured, will do: tasks, mask support, limits, extra keys.
+
+        Engines override this. The default (kept for subclasses written for 0.3.x) lists the
+        tasks the class implements and accepts any ``extra`` key.
+        """
+        from ..compat import permissive_capabilities
+
+        return permissive_capabilities(self)
+
+    def list_provider_models(self, *, task: str | None = None) -> list[ProviderModelInfo]:
+        """The models this backend is configured with (for ``task``, or all)."""
+        from ..compat import ProviderModelInfo
+
+        by_model: dict[str, list[str]] = {}
+        for t, ids in self.get_capabilities().models.items():
+            if task is None or str(t) == str(task):
+                for model in ids:
+                    by_model.setdefault(model, []).append(str(t))
+        return [ProviderModelInfo(id=m, capabilities=tuple(ts)) for m, ts in by_model.items()]
+
+    def list_provider_adapters(
+        self, *, model: str | None = None, task: str | None = None
+    ) -> list[ProviderAdapterInfo]:
+        """Adapters (LoRAs) this backend may load; none unless the engine has an allow-list."""
+        return []
 
     def preload(self) -> None:
         """Load the default model now instead of on the first call."""
 
     def unload(self) -> None:
         """Release loaded models and the memory they hold."""
+
+    def check_request(self, request: Any) -> None:
+        """Refuse, before anything loads or runs, a request the engine would fail on.
+
+        ``VisionManager`` calls it for every request (and for each request a multi-view call
+        will make) before the first generation; the default checks nothing more.
+        """
 
     def generate_image(
         self, request: ImageGenerationRequest, *, control: GenerationControl | None = None
@@ -77,6 +119,24 @@ class VisionBackend(ABC):
         self, request: ImageToVideoRequest, *, control: GenerationControl | None = None
     ) -> GeneratedAsset:
         raise self._unsupported("image_to_video")
+
+    def upscale_image(
+        self, request: ImageUpscaleRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        raise self._unsupported("image_upscale")
+
+    def run_batch(
+        self,
+        requests: Sequence[ImageGenerationRequest | ImageEditRequest],
+        *,
+        control: GenerationControl | None = None,
+    ) -> list[GeneratedAsset]:
+        """Several single-image requests of one task (same settings, own seeds), in order.
+
+        Default: one call each. An engine that can batch (Diffusers) overrides this; image k
+        must equal a single call with request k.
+        """
+        return [getattr(self, TASK_METHODS[r.task])(r, control=control) for r in requests]
 
     def _unsupported(self, task: str) -> CapabilityNotSupportedError:
         return CapabilityNotSupportedError(f"{type(self).__name__} cannot run {task}")

@@ -238,10 +238,11 @@ class VisionManager:
         multi-view the reference and the edits) fails at once. Returns the request.
         """
         try:
-            request = REQUEST_TYPES[Task(str(task))].from_dict(params)
+            request_type = REQUEST_TYPES[Task(str(task))]
         except ValueError:
             known = ", ".join(t.value for t in Task)
             raise InvalidRequestError("task", task, f"unknown task; known: {known}") from None
+        request = request_type.from_dict(params)  # its own errors name the field, not the task
         backend = self._backend()
         caps = backend.get_capabilities()
         samples: Sequence[VisionRequest] = (request,)

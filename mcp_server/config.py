@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from abstractvision.backends import BACKENDS, backend_options
 from abstractvision.ray_serve.deploy import LOCAL_ENGINES
@@ -61,7 +61,11 @@ class ServerConfig:
     all_tools: bool = False
     probe: bool = True
     preload: bool = False
+    allow_download: bool = False
+    quant: str | None = None
     log_level: str = "INFO"
+    # names of the options set by flag, env or file (the rest are defaults); not an option
+    given: ClassVar[frozenset[str]] = frozenset()
 
     @property
     def max_body_bytes(self) -> int:
@@ -124,6 +128,12 @@ HELP: dict[str, tuple[str, Sequence[str] | None]] = {
         None,
     ),
     "preload": ("load the default model in the background after start", None),
+    "allow_download": (
+        "download a Hub model that is not on disk at the first call that needs it (with "
+        "progress); without it the call says which `abstractvision pull` to run",
+        None,
+    ),
+    "quant": ("quantization of the sd.cpp files to pull (Q4_0, Q8_0...)", None),
     "log_level": ("stderr log level", ("DEBUG", "INFO", "WARNING", "ERROR")),
 }
 
@@ -217,12 +227,24 @@ def load_config(
             values[name] = _coerce(name, env[env_name(name)])
         elif name in from_file or name.replace("_", "-") in from_file:
             values[name] = _coerce(name, from_file.get(name, from_file.get(name.replace("_", "-"))))
+    given = frozenset(values)
     if "max_concurrency" not in values:  # a remote pool (Ray) queues for itself
         engine = BACKENDS.get("ray" if values.get("ray") else values.get("backend", "diffusers"))
         values["max_concurrency"] = engine.default_concurrency if engine else 1
     config = ServerConfig(**values)
+    config.given = given  # type: ignore[misc]
     check(config)
     return config
+
+
+def env_settings(names: Sequence[str], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The ``ABSTRACTVISION_*`` values of these options that the environment sets, coerced.
+
+    The ``abstractvision`` CLI reads its shared settings (model, backend, device...) here, so the
+    environment is read in this module only.
+    """
+    env = os.environ if environ is None else environ
+    return {n: _coerce(n, env[env_name(n)]) for n in names if env_name(n) in env}
 
 
 def check(config: ServerConfig) -> None:

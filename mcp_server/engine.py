@@ -27,6 +27,7 @@ from abstractvision import (
 from abstractvision.backends import VisionBackend, create_backend, parse_key_values
 from abstractvision.object_store import open_store
 
+from . import defaults
 from .config import ServerConfig
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,8 @@ class Engine:
         """
         if self._caps is not None:
             return self._caps
+        if not defaults.runnable(self.config):  # the engine's extra is missing
+            return VisionBackendCapabilities(supported_tasks=[], models={})
         model = self.config.model
         tasks: list[str] | None = None
         if model and model in self.registry:
@@ -130,7 +133,12 @@ class Engine:
         caps = self.advertised() if advertised else self.capabilities()
         return tool_schemas.models_for(caps, task)
 
+    def check(self, task: Task, params: dict[str, Any]) -> None:
+        """The library's checks before a job exists (``VisionManager.check``)."""
+        self.manager.check(task, params)
+
     def run(self, task: Task, params: dict[str, Any], control: Any) -> Any:
+        defaults.ensure(self.config, params.get("model"), control)  # pull or refuse, first
         return self.manager.run(task, params, control=control)
 
     def preload_in_background(self) -> threading.Thread | None:

@@ -26,6 +26,7 @@ from ..errors import (
     InvalidRequestError,
     OptionalDependencyMissingError,
 )
+from ..model_downloads import sdcpp_hub_config
 from ..types import (
     LIMITS,
     GeneratedAsset,
@@ -58,6 +59,7 @@ class StableDiffusionCppVisionBackend(VisionBackend):
         self, config: StableDiffusionCppBackendConfig | None = None, **kwargs: Any
     ) -> None:
         self.config = config if config is not None else StableDiffusionCppBackendConfig(**kwargs)
+        self.config = sdcpp_hub_config(self.config)  # a Hub id -> its pulled role files
         files = self.config.files()
         main = files.get("diffusion_model") or files["model"]
         self.model_name = self.config.model_name or Path(main).stem
@@ -106,6 +108,7 @@ class StableDiffusionCppVisionBackend(VisionBackend):
         if self._worker is not None and self._worker.alive:
             return self._worker, 0.0
         self._drop_worker()
+        self.config = sdcpp_hub_config(self.config, required=True)
         missing = [f"{r}={p}" for r, p in self.config.files().items() if not os.path.isfile(p)]
         if missing:
             raise BackendError(f"model file not found: {', '.join(missing)}")

@@ -343,7 +343,7 @@ class LocalAssetStore:
         try:
             raw = _read_regular(path, self._base_dir, artifact_id)
         except FileNotFoundError:
-            raise ArtifactNotFoundError(f"no artifact {artifact_id} in {self._base_dir}") from None
+            raise ArtifactNotFoundError(f"no artifact {artifact_id} in the store") from None
         return _decode_metadata(artifact_id, raw)
 
     def _content_path(self, artifact_id: str, meta: Mapping[str, Any]) -> Path:

@@ -137,7 +137,7 @@ class FsspecAssetStore:
         try:
             raw = self._cat(self._path(_metadata_name(artifact_id), artifact_id), artifact_id)
         except FileNotFoundError:
-            raise ArtifactNotFoundError(f"no artifact {artifact_id} in {self._url}") from None
+            raise ArtifactNotFoundError(f"no artifact {artifact_id} in the store") from None
         return _decode_metadata(artifact_id, raw)
 
     def load_bytes(self, artifact_id: str) -> bytes:

@@ -37,7 +37,8 @@ class ToolListing:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.bus = InMemorySubscriptionBus()
-        self._sessions: list[Any] = []  # kept only until the probe ends (seconds)
+        # one per connection (a session object is made per request), kept until the probe ends
+        self._sessions: dict[int, Any] = {}
         self._probing = False
 
     async def list(self, ctx: ServerRequestContext[Any], tasks: TaskGroup | None) -> list[Tool]:
@@ -46,7 +47,8 @@ class ToolListing:
         if self.state.engine.probed or not self.state.config.probe or tasks is None:
             return found
         if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-            self._sessions.append(ctx.session)
+            connection = getattr(ctx.session, "_connection", ctx.session)
+            self._sessions[id(connection)] = ctx.session
         if not self._probing:
             self._probing = True
             tasks.start_soon(self._probe, found)
@@ -61,9 +63,9 @@ class ToolListing:
             raise
         except Exception:
             log.warning("capability probe failed; tools/list stays as guessed", exc_info=True)
-            self._sessions = []
+            self._sessions = {}
             return
-        sessions, self._sessions = self._sessions, []
+        sessions, self._sessions = list(self._sessions.values()), {}
         if _dump(exact) == _dump(guessed):
             return
         log.info("tools/list changed after probing: %s", ", ".join(t.name for t in exact))

@@ -18,13 +18,19 @@ def task_input_schema(
     task: Task, models: Sequence[str], extra_keys: Mapping[str, str], max_wait_s: float
 ) -> dict[str, Any]:
     """The flat input schema of one task tool: the library's, plus ``wait_s``."""
-    wait = {
+    return tool_schemas.task_input_schema(
+        task, models, extra_keys, more={"wait_s": wait_schema(max_wait_s)}
+    )
+
+
+def wait_schema(max_wait_s: float) -> dict[str, Any]:
+    """``wait_s`` of a task tool: published, and checked against, with the same bounds."""
+    return {
         "type": "number",
         "minimum": 0,
         "maximum": max_wait_s,
         "description": "Seconds to wait before returning a job handle for get_job.",
     }
-    return tool_schemas.task_input_schema(task, models, extra_keys, more={"wait_s": wait})
 
 
 def _obj(props: dict[str, Any], required: Sequence[str] = ()) -> dict[str, Any]:
@@ -132,9 +138,15 @@ def _check_value(name: str, spec: Mapping[str, Any], value: Any) -> None:
             )
     if isinstance(value, (int, float)):
         low, high = spec.get("minimum"), spec.get("maximum")
-        if (
-            (low is not None and value < low)
-            or (high is not None and value > high)
-            or value != value
-        ):
-            raise InvalidRequestError(name, value, f"must be in {low}..{high}")
+        if value != value:
+            raise InvalidRequestError(name, value, "must be a number")
+        if low is not None and value < low:
+            raise InvalidRequestError(name, value, _range_text(low, high, ">="))
+        if high is not None and value > high:
+            raise InvalidRequestError(name, value, _range_text(low, high, "<="))
+
+
+def _range_text(low: Any, high: Any, broken: str) -> str:
+    """'must be <= 45 (allowed: 0..45)', or 'must be >= 0' when there is no upper bound."""
+    text = f"must be {broken} {low if broken == '>=' else high}"
+    return f"{text} (allowed: {low}..{high})" if low is not None and high is not None else text

@@ -15,7 +15,6 @@ from typing import Any
 import anyio
 from mcp.server import InitializationOptions, NotificationOptions, Server
 from mcp.server.context import ServerRequestContext
-from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INVALID_PARAMS,
@@ -27,14 +26,16 @@ from mcp_types import (
     PaginatedRequestParams,
     ReadResourceRequestParams,
     ReadResourceResult,
+    SetLevelRequestParams,
 )
 
 from abstractvision import AbstractVisionError, ProgressEvent, __version__
 
-from . import resources, tools
+from . import completions, logs, resources, tasks, tools
 from .config import ServerConfig
 from .engine import Engine
 from .listing import ToolListing
+from .owners import Caller, owner_of
 from .state import ServerState
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ def create_server(config: ServerConfig, *, engine: Engine | None = None) -> Serv
     state = ServerState.create(config, engine)
 
     listing = ToolListing(state)
+    levels = logs.LogLevels()
+    logs.install_handler()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Server[Any]) -> AsyncIterator[dict[str, Any]]:
@@ -92,7 +95,8 @@ def create_server(config: ServerConfig, *, engine: Engine | None = None) -> Serv
             with contextlib.suppress(Exception):
                 await ctx.session.report_progress(event.step, event.total, event.message)
 
-        return await tools.call(state, params.name, params.arguments, progress)
+        caller = Caller(owner_of(ctx), levels.sink(ctx), tasks.declared(ctx))
+        return await tools.call(state, params.name, params.arguments, progress, caller)  # type: ignore[return-value]
 
     async def list_resources(
         ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
@@ -129,8 +133,10 @@ def create_server(config: ServerConfig, *, engine: Engine | None = None) -> Serv
         on_list_resources=list_resources,
         on_list_resource_templates=list_templates,
         on_read_resource=read_resource,
-        on_subscriptions_listen=ListenHandler(listing.bus),
+        on_completion=completions.handler(state),
     )
+    server.add_request_handler("logging/setLevel", SetLevelRequestParams, levels.set_level)
+    tasks.install(server, state, listing.bus)  # also serves subscriptions/listen
     server.abstractvision_state = state  # type: ignore[attr-defined]
     return server
 

@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from mcp_types import CallToolResult, Tool, ToolAnnotations
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult, Tool, ToolAnnotations
 
 from abstractvision import AbstractVisionError, InvalidRequestError, ProgressEvent, Task
 from abstractvision.tool_schemas import TASK_TEXT
 from abstractvision.types import REQUEST_TYPES
 
-from . import resources, results
+from . import resources, results, tasks
+from .owners import CALLER, Caller
 from .schemas import (
     GENERATION_OUTPUT,
     GET_JOB_OUTPUT,
@@ -26,6 +28,7 @@ from .schemas import (
     UTILITY_INPUTS,
     check_arguments,
     task_input_schema,
+    wait_schema,
 )
 from .state import ServerState
 
@@ -97,12 +100,23 @@ def list_tools(state: ServerState) -> list[Tool]:
 
 
 async def call(
-    state: ServerState, name: str, arguments: dict[str, Any] | None, progress: Progress
-) -> CallToolResult:
+    state: ServerState,
+    name: str,
+    arguments: dict[str, Any] | None,
+    progress: Progress,
+    caller: Caller | None = None,
+) -> CallToolResult | dict[str, Any]:
+    """Run one tool for ``caller`` (default: an in-process caller acting for every owner).
+
+    An unknown tool is a JSON-RPC error (-32602) naming the advertised tools; every other
+    failure is an ``isError`` result. A Tasks-extension caller may get a task (a dict).
+    """
     spec = TOOLS.get(name)
     if spec is None:
-        return results.error_result(f"unknown tool {name!r}; tools: {', '.join(TOOLS)}")
+        known = await anyio.to_thread.run_sync(advertised_names, state)
+        raise MCPError(INVALID_PARAMS, f"unknown tool {name!r}; tools: {', '.join(known)}")
     args = dict(arguments or {})
+    token = CALLER.set(caller) if caller is not None else None  # handlers read it
     try:
         if spec.task is None:
             check_arguments(UTILITY_INPUTS[name], args)
@@ -111,28 +125,56 @@ async def call(
         return results.error_result(str(exc))
     except Exception as exc:
         log.exception("tool %s failed", name)
-        return results.error_result(f"{name} failed unexpectedly: {type(exc).__name__}: {exc}")
+        return results.error_result(f"{name} failed unexpectedly: {type(exc).__name__}")
+    finally:
+        if token is not None:
+            CALLER.reset(token)
 
 
-async def _finish(state: ServerState, job: Any) -> CallToolResult:
+def advertised_names(state: ServerState) -> list[str]:
+    return [t.name for t in list_tools(state)]
+
+
+async def finish(state: ServerState, job: Any) -> CallToolResult:
+    """The tool result of a job now: its result (made once, then reused), error or handle."""
     if job.status == "succeeded":
-        return await anyio.to_thread.run_sync(
-            results.generation_result, state.config, state.engine.store, job.task, job, job.result
-        )
+        made = job.memo.get("result")
+        if made is None:
+            made = job.memo["result"] = await anyio.to_thread.run_sync(
+                results.generation_result,
+                state.config,
+                state.engine.store,
+                job.task,
+                job,
+                job.result,
+            )
+        return made
     if job.status in ("failed", "cancelled"):
         return results.error_result(f"{job.task} {job.status}: {job.error}")
     return results.pending_result(job)
+
+
+def _check_plain_arguments(state: ServerState, args: dict[str, Any]) -> float:
+    """What the published schema says beyond the request type: ``wait_s`` within its bounds
+    and no ``null`` (the schema types every optional field without null: omit it instead)."""
+    wait_s = args.pop("wait_s", state.config.wait_s)
+    check_arguments({"properties": {"wait_s": wait_schema(state.config.wait_s)}}, {"wait_s": wait_s})
+    for name, value in args.items():
+        if value is None:
+            raise InvalidRequestError(name, None, "must not be null; omit it for the default")
+    return float(wait_s)
 
 
 def _task_handler(task: Task) -> Handler:
     async def run_task(
         state: ServerState, args: dict[str, Any], progress: Progress
     ) -> CallToolResult:
-        wait_s = args.pop("wait_s", state.config.wait_s)
-        check_arguments(
-            {"properties": {"wait_s": {"type": "number", "minimum": 0}}}, {"wait_s": wait_s}
-        )
-        supported = await anyio.to_thread.run_sync(state.engine.supported_tasks)
+        wait_s = _check_plain_arguments(state, args)
+        caller = CALLER.get()
+        if state.engine.probed:  # cached: no thread hop
+            supported = state.engine.supported_tasks()
+        else:
+            supported = await anyio.to_thread.run_sync(state.engine.supported_tasks)
         if task not in supported:
             can = ", ".join(t.value for t in supported) or "nothing"
             return results.error_result(
@@ -145,17 +187,33 @@ def _task_handler(task: Task) -> Handler:
             for field in cls.image_fields:
                 if args.get(field) is not None:
                     args[field] = await state.inputs.resolve(field, args[field])
-            cls.from_dict(args)  # validate now: bad calls never become jobs
+            # every check the library makes before running (bounds, steps x strength of an
+            # edit, the scheduler...): bad calls never become jobs
+            await anyio.to_thread.run_sync(state.engine.check, task, args)
+        except AbstractVisionError as exc:
+            slot.close()
+            return results.error_result(f"{task.value} refused: {exc}")
         except BaseException:
             slot.close()
             raise
         job = state.jobs.submit(
-            task.value, lambda control: state.engine.run(task, args, control), slot=slot
+            task.value,
+            lambda control: state.engine.run(task, args, control),
+            slot=slot,
+            owner=caller.owner,
         )
+        if caller.tasks and task in tasks.LONG_TASKS:
+            return tasks.created(state, job)
         await state.jobs.wait(
-            job, min(float(wait_s), state.config.wait_s), progress, cancel_on_abort=True
+            job,
+            min(wait_s, state.config.wait_s),
+            progress,
+            cancel_on_abort=True,
+            on_log=caller.on_log,
         )
-        return await _finish(state, job)
+        if caller.tasks and not job.done:
+            return tasks.created(state, job)
+        return await finish(state, job)
 
     return run_task
 
@@ -174,7 +232,7 @@ for _task, (_title, _text) in TASK_TEXT.items():
 
 
 def _job(state: ServerState, job_id: str) -> Any:
-    job = state.jobs.get(job_id)
+    job = state.jobs.get(job_id, CALLER.get().owner)  # another owner's job is no such job
     if job is None:
         raise InvalidRequestError(
             "job_id", job_id, "no such job (finished jobs are kept for a while; see list_jobs)"
@@ -186,8 +244,11 @@ def _job(state: ServerState, job_id: str) -> Any:
       output_schema=GET_JOB_OUTPUT)  # fmt: skip
 async def get_job(state: ServerState, args: dict[str, Any], progress: Progress) -> CallToolResult:
     job = _job(state, args["job_id"])
-    await state.jobs.wait(job, float(args.get("wait_s", 0)), progress)
-    return await _finish(state, job)
+    # progress from where the job is now (not its whole history), then each new step
+    await state.jobs.wait(
+        job, float(args.get("wait_s", 0)), progress, cursor=-1, on_log=CALLER.get().on_log
+    )
+    return await finish(state, job)
 
 
 @tool(
@@ -204,7 +265,8 @@ async def cancel_job(
 
 @tool("list_jobs", "List jobs", "Jobs running now and recently finished.")
 async def list_jobs(state: ServerState, args: dict[str, Any], progress: Progress) -> CallToolResult:
-    return results.json_result({"jobs": [j.summary() for j in state.jobs.list()]})
+    jobs = state.jobs.list(CALLER.get().owner)
+    return results.json_result({"jobs": [j.summary() for j in jobs]})
 
 
 @tool("list_models", "List models", "Models configured now and known to the registry.")

@@ -17,8 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
+from .. import compat
 from ..control import GenerationControl
 from ..errors import (
     AbstractVisionError,
@@ -45,10 +46,11 @@ __all__ = ["HuggingFaceDiffusersBackendConfig", "HuggingFaceDiffusersVisionBacke
 
 log = logging.getLogger(__name__)
 
-_TASKS = (*families.IMAGE_TASKS, *families.VIDEO_TASKS)
+_TASKS = (*families.IMAGE_TASKS, *families.VIDEO_TASKS, "image_upscale")
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
+@compat.old_config_names(compat.DIFFUSERS_CONFIG)
 @dataclass(frozen=True)
 class HuggingFaceDiffusersBackendConfig:
     """Keyword options of the Diffusers backend; ``models`` maps a task to one or more model ids."""
@@ -61,7 +63,7 @@ class HuggingFaceDiffusersBackendConfig:
     cache_dir: str | None = None
     revision: str | None = None
     variant: str | None = None
-    enable_model_cpu_offload: bool = False
+    enable_model_cpu_offload: bool | Literal["auto"] = False  # "auto": by free GPU memory
     enable_sequential_cpu_offload: bool = False
     enable_vae_tiling: bool = False
     enable_vae_slicing: bool = False
@@ -165,6 +167,11 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
             loaded_models=tuple(self._cache.keys()),
             frame_rules=self._frame_rules(by_task),
         )
+
+    def check_request(self, request: Any) -> None:
+        from ._diffusers.prechecks import check_request
+
+        check_request(self, request)
 
     def _frame_rules(self, by_task: dict[str, list[str]]) -> dict[str, str]:
         rules = {}
@@ -302,6 +309,20 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         inputs = {"image": image, "prompt": request.prompt}
         return self._video(info, families.I2V, request, inputs, control, required=("image",))
 
+    def upscale_image(
+        self, request: Any, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        from ._diffusers.upscale import run_upscale
+
+        return run_upscale(self, request, control)
+
+    def run_batch(
+        self, requests: Sequence[Any], *, control: GenerationControl | None = None
+    ) -> list[GeneratedAsset]:
+        from ._diffusers.explicit_batch import run_batch
+
+        return run_batch(self, requests, control)
+
     # --- the shared call path --------------------------------------------------------------------
 
     def _image(
@@ -424,6 +445,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         if not single:
             wanted["prompt"] = [item.prompt for item in items]
         kwargs = run.filter_kwargs(pipe, wanted, required=required)
+        kwargs.update(families.family_kwargs(pipe, kwargs, request.extra))
         kwargs.update(run.guidance_kwargs(pipe, request.guidance_scale))
         kwargs.update(run.progress_kwargs(pipe, control, steps))
         started = time.perf_counter()

@@ -1,0 +1,184 @@
+"""A tiny random-weight FLUX.1 pipeline (a DiT) and a GGUF file of its transformer.
+
+The DiT counterpart of ``tests/tiny_models.py``: what the Diffusers cache hooks (first-block
+cache, TaylorSeer, ...), regional compilation (``_repeated_blocks``) and GGUF loading need, none
+of which a UNet model exercises. Built like the SD fixtures: every module from a config, the
+tokenizers written by hand (the byte-level CLIP one of ``tiny_models`` and a unigram T5 one
+here), saved with ``save_pretrained`` and loaded back through ``from_pretrained(local_dir)``.
+
+``width`` widens the transformer (attention heads of 16 channels each) for benchmarks; the
+default is a few hundred KB and runs a 64x64 image in a few hundredths of a second on CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+try:  # imported as tests.tiny_dit (pytest) or as tiny_dit (benchmarks put tests/ on sys.path)
+    from .tiny_models import tiny_clip_tokenizer
+except ImportError:  # pragma: no cover - the benchmark path
+    from tiny_models import tiny_clip_tokenizer  # type: ignore[no-redef]
+
+__all__ = [
+    "T5_VOCAB_SIZE",
+    "build_tiny_flux",
+    "flux_parts",
+    "tiny_t5_tokenizer",
+    "write_transformer_gguf",
+]
+
+_T5_SPECIALS = ("<pad>", "</s>", "<unk>")
+# printable ASCII, each as a word-initial piece ("▁a") and a continuation ("a")
+_T5_PIECES = [chr(c) for c in range(33, 127)]
+T5_VOCAB_SIZE = len(_T5_SPECIALS) + 1 + 2 * len(_T5_PIECES)
+
+
+def tiny_t5_tokenizer() -> Any:
+    """A T5 tokenizer over characters from a hand-written unigram list (no download)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from transformers import T5TokenizerFast
+
+    vocab = [(tok, 0.0) for tok in _T5_SPECIALS] + [("▁", -2.0)]
+    vocab += [("▁" + p, -3.0) for p in _T5_PIECES] + [(p, -4.0) for p in _T5_PIECES]
+    backend = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
+    backend.normalizer = normalizers.Sequence([normalizers.Replace(" +", " ")])
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer = T5TokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        extra_ids=0,
+        model_max_length=512,
+    )
+    if len(tokenizer) != T5_VOCAB_SIZE:
+        raise RuntimeError(f"tiny T5 tokenizer has {len(tokenizer)} tokens, not {T5_VOCAB_SIZE}")
+    return tokenizer
+
+
+def flux_parts(*, width: int = 32, layers: int = 1, single_layers: int = 1) -> dict[str, Any]:
+    """The components of a FluxPipeline: 1+1 DiT blocks, 2-layer CLIP and T5, 2-block VAE."""
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    try:
+        from .tiny_models import TOKENIZER_VOCAB_SIZE
+    except ImportError:  # pragma: no cover - the benchmark path
+        from tiny_models import TOKENIZER_VOCAB_SIZE  # type: ignore[no-redef]
+
+    torch.manual_seed(0)
+    heads = max(2, width // 16)
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=16,  # 4 latent channels packed 2x2
+        num_layers=layers,
+        num_single_layers=single_layers,
+        attention_head_dim=width // heads,
+        num_attention_heads=heads,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        axes_dims_rope=_rope_axes(width // heads),
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=TOKENIZER_VOCAB_SIZE,
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            projection_dim=32,
+        )
+    )
+    text_encoder_2 = T5EncoderModel(
+        T5Config(
+            vocab_size=T5_VOCAB_SIZE,
+            d_model=32,
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
+        )
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=2,
+        sample_size=32,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+    return {
+        "transformer": transformer,
+        "text_encoder": text_encoder,
+        "text_encoder_2": text_encoder_2,
+        "tokenizer": tiny_clip_tokenizer(),
+        "tokenizer_2": tiny_t5_tokenizer(),
+        "vae": vae,
+        "scheduler": FlowMatchEulerDiscreteScheduler(),
+    }
+
+
+def _rope_axes(head_dim: int) -> tuple[int, int, int]:
+    """FLUX's rotary split of one head (16, 56, 56 of 128 at full size); even parts summing to it."""
+    first = max(2, (head_dim // 8) // 2 * 2)
+    rest = head_dim - first
+    second = rest // 2 // 2 * 2
+    return (first, second, rest - second)
+
+
+def build_tiny_flux(
+    path: Path, *, width: int = 32, layers: int = 1, single_layers: int = 1
+) -> Path:
+    """FluxPipeline (text->image; image->image and inpaint via from_pipe) in a model folder."""
+    from diffusers import FluxPipeline
+
+    FluxPipeline(
+        **flux_parts(width=width, layers=layers, single_layers=single_layers)
+    ).save_pretrained(path)
+    return path
+
+
+def write_transformer_gguf(model_dir: Path, path: Path, *, quant: str = "Q8_0") -> Path:
+    """The model folder's ``transformer`` as one ``.gguf`` file, its 2-D weights quantised.
+
+    Tensor names are Diffusers' own, so ``from_single_file`` loads it without a key conversion
+    (a real FLUX GGUF with the original key names goes through Diffusers' converter, which
+    assumes the full 3072-wide model). 1-D tensors stay float32, as GGUF tools leave them.
+    """
+    import gguf
+    import numpy as np
+    from diffusers import FluxTransformer2DModel
+
+    model = FluxTransformer2DModel.from_pretrained(model_dir, subfolder="transformer")
+    kind = getattr(gguf.GGMLQuantizationType, quant)
+    block = gguf.GGML_QUANT_SIZES[kind][0]
+    writer = gguf.GGUFWriter(str(path), arch="flux")
+    for name, tensor in model.state_dict().items():
+        values = tensor.detach().float().numpy()
+        if values.ndim == 2 and values.shape[-1] % block == 0:
+            writer.add_tensor(name, gguf.quants.quantize(values, kind), raw_dtype=kind)
+        else:
+            writer.add_tensor(name, values.astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

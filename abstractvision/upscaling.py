@@ -15,7 +15,7 @@ from typing import Any
 from .errors import InvalidRequestError
 from .types import LIMITS
 
-__all__ = ["DEFAULT_TILE", "check_output", "tiled"]
+__all__ = ["DEFAULT_TILE", "check_output", "tile_starts", "tiled"]
 
 DEFAULT_TILE = 512  # input pixels per tile side
 _OVERLAP = 32  # input pixels shared by neighbouring tiles (blended linearly)
@@ -35,7 +35,9 @@ def check_output(width: int, height: int, scale: int, *, field: str = "scale") -
         )
 
 
-def _starts(size: int, tile: int, overlap: int) -> list[int]:
+def tile_starts(size: int, tile: int, overlap: int = _OVERLAP) -> list[int]:
+    """Left (or top) input offsets of the tiles covering ``size`` pixels."""
+    overlap = min(overlap, tile // 4)
     if size <= tile:
         return [0]
     step = tile - overlap
@@ -68,7 +70,7 @@ def tiled(
             on_tile(1, 1)
         return out
     overlap = min(overlap, tile // 4)
-    xs, ys = _starts(width, tile, overlap), _starts(height, tile, overlap)
+    xs, ys = tile_starts(width, tile, overlap), tile_starts(height, tile, overlap)
     canvas = np.zeros((height * scale, width * scale, 3), dtype=np.float32)
     weight = np.zeros((height * scale, width * scale, 1), dtype=np.float32)
     total, done = len(xs) * len(ys), 0

@@ -38,7 +38,7 @@ from ..types import (
     VisionBackendCapabilities,
 )
 from ._common import choose_seed, image_asset, video_asset
-from ._diffusers import batching, families, loading, loras, outputs, run
+from ._diffusers import batching, families, loading, loras, optimize, outputs, run
 from ._diffusers.cache import Entry, PipelineCache
 from .base_backend import VisionBackend
 
@@ -72,6 +72,16 @@ class HuggingFaceDiffusersBackendConfig:
     memory_budget_bytes: int | None = None
     max_batch_size: int = 1  # > 1: coalesce concurrent text->image calls into one pipeline call
     batch_window_ms: float = 20.0  # how long an idle pipeline waits for a batch to fill
+    # speed options (backends/_diffusers/optimize.py; docs/benchmarks.md says when to use each)
+    compile: bool | str = False  # "regional" (= true) | "full"
+    compile_warmup: Sequence[str] = ()  # "WxH" sizes compiled at preload (default: model's own)
+    quantize: str | None = None  # int8 | fp8 (torchao) | nf4 | bnb8 (bitsandbytes, CUDA)
+    quantize_components: Sequence[str] = ()  # default: denoiser + text encoders
+    gguf_file: str | None = None  # the denoiser's weights from a .gguf file
+    step_cache: str | None = None  # first_block | taylorseer | magcache | pab | faster
+    step_cache_threshold: float | None = None
+    attention_backend: str | None = None  # native | flash | sage | ...
+    group_offload: bool = False  # stream weights to the GPU group by group (CUDA)
 
     def __post_init__(self) -> None:
         models: dict[str, tuple[str, ...]] = {}
@@ -85,6 +95,10 @@ class HuggingFaceDiffusersBackendConfig:
                 raise InvalidRequestError(f"models.{task}", ids, "must be model ids")
         object.__setattr__(self, "models", MappingProxyType(models))
         object.__setattr__(self, "lora_allowlist", tuple(self.lora_allowlist))
+        for name in ("compile_warmup", "quantize_components"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+        optimize.check_config(self)
         if self.torch_dtype not in _DTYPES:
             raise InvalidRequestError("torch_dtype", self.torch_dtype, f"must be one of {_DTYPES}")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
@@ -164,7 +178,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
             max_height=LIMITS.max_side,
             extra_keys=dict(run.EXTRA_KEYS),
             models={task: tuple(ids) for task, ids in by_task.items()},
-            loaded_models=tuple(self._cache.keys()),
+            loaded_models=tuple(map(optimize.model_of_key, self._cache.keys())),
             frame_rules=self._frame_rules(by_task),
         )
 
@@ -213,6 +227,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
             if families.is_local_path(info.source)
             else info.source
         )
+        key += optimize.key_suffix(self.config)  # a compiled/quantised load is its own entry
         if self._device is None:
             self._device = loading.resolve_device(self.config.device)
         device = self._device
@@ -238,12 +253,17 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         source = model or self.config.model_id or next((i[0] for i in by_task.values()), None)
         if source is None:
             raise CapabilityNotSupportedError("no model configured: set model_id or models")
-        self._entry(self._info(source))
+        entry, _ = self._entry(self._info(source))
+        if optimize.compile_mode(self.config.compile) != "off":  # compile now, not in a call
+            with entry.lock:
+                self._engine.submit(optimize.warm_up, entry.pipe, self.config).result()
 
     def unload(self, model: str | None = None) -> None:
         """Drop one model (or all) from the cache and free device memory."""
         if model is not None and families.is_local_path(model):
             model = str(Path(model).expanduser().resolve())
+        if model is not None:
+            model += optimize.key_suffix(self.config)
         self._cache.drop(model)
 
     def get_pipeline(self, task: str, model: str | None = None, *, masked: bool = False) -> Any:
@@ -448,6 +468,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         kwargs.update(families.family_kwargs(pipe, kwargs, request.extra))
         kwargs.update(run.guidance_kwargs(pipe, request.guidance_scale))
         kwargs.update(run.progress_kwargs(pipe, control, steps))
+        optimize.before_call(entry.pipe, pipe, self.config, steps)
         started = time.perf_counter()
         with contextlib.nullcontext() if single else run.decode_one_by_one(pipe):
             # always from one thread: torch's OpenMP pool is per calling thread, and a new
@@ -459,6 +480,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
             "load_s": derive_s + lora_s,
             "generate_s": round(time.perf_counter() - started, 4),
             "device": self._device,
+            **optimize.applied(entry.pipe),
         }
         if not single:
             meta["batch_size"] = len(items)

@@ -37,6 +37,7 @@ from ..types import (
     VisionBackendCapabilities,
 )
 from ._common import choose_seed, image_asset, video_asset
+from ._sdcpp import extras as sdcpp_extras
 from ._sdcpp import options
 from ._sdcpp.config import StableDiffusionCppBackendConfig
 from ._sdcpp.process import EngineError, Worker, WorkerDied, WorkerTimeout
@@ -61,7 +62,7 @@ class StableDiffusionCppVisionBackend(VisionBackend):
         self.config = config if config is not None else StableDiffusionCppBackendConfig(**kwargs)
         self.config = sdcpp_hub_config(self.config)  # a Hub id -> its pulled role files
         files = self.config.files()
-        main = files.get("diffusion_model") or files["model"]
+        main = files.get("diffusion_model") or files.get("model") or self.config.upscale_model
         self.model_name = self.config.model_name or Path(main).stem
         self._lock = threading.Lock()
         self._worker: Worker | None = None
@@ -77,11 +78,12 @@ class StableDiffusionCppVisionBackend(VisionBackend):
 
     def get_capabilities(self) -> VisionBackendCapabilities:
         tasks = VIDEO_TASKS if self._model_kind() == "video" else IMAGE_TASKS
+        tasks = sdcpp_extras.with_upscale(self.config, tasks)
         worker = self._worker
         return VisionBackendCapabilities(
             supported_tasks=tasks,
-            supports_mask=tasks == IMAGE_TASKS,
-            supports_control_image=False,
+            supports_mask="image_to_image" in tasks,
+            supports_control_image=bool(self.config.control_net) and "text_to_image" in tasks,
             max_width=LIMITS.max_side,
             max_height=LIMITS.max_side,
             extra_keys=dict(options.EXTRA_KEYS),
@@ -109,7 +111,8 @@ class StableDiffusionCppVisionBackend(VisionBackend):
             return self._worker, 0.0
         self._drop_worker()
         self.config = sdcpp_hub_config(self.config, required=True)
-        missing = [f"{r}={p}" for r, p in self.config.files().items() if not os.path.isfile(p)]
+        files = {**self.config.files(), **sdcpp_extras.extra_files(self.config)}
+        missing = [f"{r}={p}" for r, p in files.items() if not os.path.isfile(p)]
         if missing:
             raise BackendError(f"model file not found: {', '.join(missing)}")
         if importlib.util.find_spec("stable_diffusion_cpp") is None:
@@ -186,7 +189,7 @@ class StableDiffusionCppVisionBackend(VisionBackend):
     def generate_image(
         self, request: ImageGenerationRequest, *, control: GenerationControl | None = None
     ) -> GeneratedAsset:
-        return self._image("text_to_image", request, {}, control)
+        return self._image("text_to_image", request, sdcpp_extras.control_inputs(request), control)
 
     def edit_image(
         self, request: ImageEditRequest, *, control: GenerationControl | None = None
@@ -222,6 +225,11 @@ class StableDiffusionCppVisionBackend(VisionBackend):
 
         image = media.decode_image(request.image, field="image")
         return self._video("image_to_video", request, {"init_image": image}, control)
+
+    def upscale_image(
+        self, request: Any, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        return sdcpp_extras.upscale(self, request, control)
 
     # --- the shared call path ----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ and its frame rule win over what is read from the folder.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import BackendError, InvalidRequestError, UnknownModelError
+from ...types import LIMITS
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +63,30 @@ VIDEO_PIPELINES: dict[str, VideoFamily] = {
     "CogVideoXImageToVideoPipeline": VideoFamily(I2V, 4, 1, 8, "image"),
     "HunyuanVideoPipeline": VideoFamily(T2V, 4, 1, 15),
     "HunyuanVideoImageToVideoPipeline": VideoFamily(I2V, 4, 1, 15, "image"),
+    "WanVACEPipeline": VideoFamily(T2V, 4, 1, 16),
+    "LTX2Pipeline": VideoFamily(T2V, 8, 1, 24),
+    "LTX2ImageToVideoPipeline": VideoFamily(I2V, 8, 1, 24, "image"),
+    "HunyuanVideo15Pipeline": VideoFamily(T2V, 4, 1, 24),
+    "HunyuanVideo15ImageToVideoPipeline": VideoFamily(I2V, 4, 1, 24, "image"),
+    "MochiPipeline": VideoFamily(T2V, 6, 1, 30),
     "AnimateDiffPipeline": VideoFamily(T2V, 1, 1, 8),
     "AnimateDiffSDXLPipeline": VideoFamily(T2V, 1, 1, 8),
     "StableVideoDiffusionPipeline": VideoFamily(I2V, 1, 1, 7, "image"),
+}
+
+
+# Image pipeline classes that Diffusers' AutoPipeline mappings miss: kind -> class that runs it
+# (kinds: text_to_image, image_to_image, inpaint). A class only here for "inpaint" needs a mask.
+IMAGE_PIPELINES: dict[str, dict[str, str]] = {
+    "FluxFillPipeline": {"inpaint": "FluxFillPipeline"},
+    "KolorsPipeline": {T2I: "KolorsPipeline", I2I: "KolorsImg2ImgPipeline"},
+    "KolorsImg2ImgPipeline": {T2I: "KolorsPipeline", I2I: "KolorsImg2ImgPipeline"},
+    "HiDreamImagePipeline": {T2I: "HiDreamImagePipeline"},
+    "HunyuanImagePipeline": {T2I: "HunyuanImagePipeline"},
+    "StableDiffusionInstructPix2PixPipeline": {I2I: "StableDiffusionInstructPix2PixPipeline"},
+    "StableDiffusionXLInstructPix2PixPipeline": {
+        I2I: "StableDiffusionXLInstructPix2PixPipeline"
+    },
 }
 
 
@@ -131,11 +154,25 @@ def find_model_index(
         raise UnknownModelError(f"cannot find model {source!r}: {exc}") from None
 
 
+def inpaint_only(class_name: str) -> bool:
+    """A dedicated inpainting class: every edit goes through its mask input."""
+    return "Inpaint" in class_name or set(IMAGE_PIPELINES.get(class_name, ())) == {"inpaint"}
+
+
 def tasks_of_class(class_name: str) -> tuple[tuple[str, ...], bool]:
     """(tasks, supports_mask) of a pipeline class, from Diffusers' AutoPipeline mappings."""
     video = VIDEO_PIPELINES.get(class_name)
     if video is not None:
         return (video.task,), False
+    from .upscale import UPSCALE, UPSCALERS
+
+    if class_name in UPSCALERS:
+        return (UPSCALE,), False
+    own = IMAGE_PIPELINES.get(class_name)
+    if own is not None:
+        kinds = [T2I] if T2I in own else []
+        kinds += [I2I] if I2I in own or "inpaint" in own else []
+        return tuple(kinds), "inpaint" in own
     from diffusers.pipelines import auto_pipeline as auto
 
     tasks: list[str] = []
@@ -189,3 +226,31 @@ def read_model_info(index: Path, source: str) -> ModelInfo:
     extra = tuple(t for t in classes if t in (*IMAGE_TASKS, *VIDEO_TASKS) and t not in tasks)
     installed = getattr(diffusers, class_name, None) is not None
     return ModelInfo(source, class_name, tasks + extra, mask, classes, installed)
+
+
+def family_kwargs(pipe: Any, kwargs: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Arguments a family needs beyond the common ones, from the call's own (tested per family).
+
+    - FLUX.1 Kontext rescales its output to ``max_area`` (default 1 MP) and its input image to a
+      preferred Kontext size: keep the asked size (the input is already resized to it).
+    - Wan 2.2 A14B runs a second, low-noise expert below ``boundary_ratio``; its guidance is
+      ``extra.guidance_scale_2`` (Diffusers' default: the same as guidance_scale).
+    """
+    params = inspect.signature(type(pipe).__call__).parameters
+    out: dict[str, Any] = {}
+    width, height = kwargs.get("width"), kwargs.get("height")
+    if "max_area" in params and width and height:
+        out["max_area"] = width * height
+    if "_auto_resize" in params and "image" in kwargs:
+        out["_auto_resize"] = False
+    second = extra.get("guidance_scale_2")
+    if second is not None:
+        if "guidance_scale_2" not in params or getattr(pipe, "transformer_2", None) is None:
+            raise InvalidRequestError(
+                "extra.guidance_scale_2", second, f"{type(pipe).__name__} has no second expert"
+            )
+        top = LIMITS.max_guidance_scale
+        if isinstance(second, bool) or not isinstance(second, int | float) or not 0 <= second <= top:
+            raise InvalidRequestError("extra.guidance_scale_2", second, f"must be in [0, {top}]")
+        out["guidance_scale_2"] = float(second)
+    return out

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ... import compat
 from ...errors import InvalidRequestError
 
 __all__ = ["FILE_ROLES", "StableDiffusionCppBackendConfig"]
@@ -25,6 +26,7 @@ FILE_ROLES = (  # config field -> binding argument "<role>_path"
 )
 
 
+@compat.old_config_names(compat.SDCPP_CONFIG)
 @dataclass(frozen=True)
 class StableDiffusionCppBackendConfig:
     """Model files (one ``model`` or split components), engine options and request defaults."""
@@ -40,6 +42,9 @@ class StableDiffusionCppBackendConfig:
     clip_g: str | None = None
     clip_vision: str | None = None
     t5xxl: str | None = None
+    control_net: str | None = None  # a ControlNet file: text_to_image takes control_image
+    upscale_model: str | None = None  # an ESRGAN file: image_upscale (alone or beside a model)
+    upscale_tile_size: int = 128  # the ESRGAN upscaler's own tile (bounded memory)
     model_name: str | None = None  # the id callers pass as ``model``; default: the file's stem
     n_threads: int | None = None  # default: every core this process may use
     offload_params_to_cpu: bool = False
@@ -62,8 +67,12 @@ class StableDiffusionCppBackendConfig:
     verbose: bool = False  # echo the engine's log on stderr
 
     def __post_init__(self) -> None:
-        if not (self.model or self.diffusion_model):
-            raise InvalidRequestError("model", None, "set model or diffusion_model (a file path)")
+        if not (self.model or self.diffusion_model or self.upscale_model):
+            raise InvalidRequestError(
+                "model", None, "set model, diffusion_model or upscale_model (a file path)"
+            )
+        if self.upscale_tile_size < 16:
+            raise InvalidRequestError("upscale_tile_size", self.upscale_tile_size, "must be >= 16")
         for role in FILE_ROLES:
             path = getattr(self, role)
             if path is not None and not isinstance(path, str):
@@ -95,6 +104,12 @@ class StableDiffusionCppBackendConfig:
         )
         if self.lora_dir:
             kwargs["lora_model_dir"] = self.lora_dir
+        if self.control_net:
+            kwargs["control_net_path"] = self.control_net
+        if self.upscale_model:
+            kwargs.update(
+                upscaler_path=self.upscale_model, upscale_tile_size=self.upscale_tile_size
+            )
         return kwargs
 
 

@@ -4,7 +4,7 @@ It runs in its own process because the native library can crash the process (seg
 and has no cancel: the parent ends this process to stop a generation. Messages on the pipe:
 
     parent -> child   (load_kwargs, verbose)  once, first
-                      (op, kwargs)          op: "image" | "video" | "exit"
+                      (op, kwargs)          op: "image" | "video" | "upscale" | "exit"
     child -> parent   ("ready", info)       once, after the model loaded
                       ("progress", step, total)
                       ("result", [((width, height), RGB bytes), ...])
@@ -96,7 +96,9 @@ def main(fd: int) -> None:
         return
     logging.getLogger("stable-diffusion-cpp-python").setLevel(logging.ERROR)  # no stdout chatter
     ctx = sd._model.model
-    if not ctx:
+    upscaler = getattr(sd, "_upscaler", None) is not None and sd._upscaler.upscaler is not None
+    upscaler_only = not (load_kwargs.get("model_path") or load_kwargs.get("diffusion_model_path"))
+    if not ctx and not (upscaler and upscaler_only):
         conn.send(("error", "load", "the engine could not load the model", list(tail)))
         return
     conn.send(
@@ -104,8 +106,9 @@ def main(fd: int) -> None:
             "ready",
             {
                 "load_s": time.perf_counter() - started,
-                "image": bool(sd_cpp.sd_ctx_supports_image_generation(ctx)),
-                "video": bool(sd_cpp.sd_ctx_supports_video_generation(ctx)),
+                "image": bool(ctx) and bool(sd_cpp.sd_ctx_supports_image_generation(ctx)),
+                "video": bool(ctx) and bool(sd_cpp.sd_ctx_supports_video_generation(ctx)),
+                "upscale": upscaler,
                 "pid": os.getpid(),
             },
         )
@@ -153,6 +156,8 @@ def _serve(
             images = sd.generate_image(**kwargs)
         elif op == "video":
             images = sd.generate_video(**kwargs)
+        elif op == "upscale":  # ESRGAN at its own factor; the parent resizes to the asked one
+            images = sd.upscale(kwargs["images"], progress_callback=on_progress)
         else:
             return ("error", "engine", f"unknown operation {op!r}", None)
     except Exception as exc:  # NULL result, bad argument: the engine said why in its log

@@ -1,0 +1,138 @@
+"""Tiny random-weight upscalers, architecturally real, built locally (no download).
+
+- ``build_tiny_sd_upscaler``: StableDiffusionUpscalePipeline (x4; 7-channel UNet over latents +
+  the low-res image, noise-level class embedding, a 3-block VAE = factor 4).
+- ``build_tiny_ldm_sr``: LDMSuperResolutionPipeline (x4; 6-channel UNet2DModel, 3-block VQModel).
+- ``write_tiny_esrgan``: an RRDBNet (ESRGAN x4) safetensors file stable-diffusion.cpp loads as
+  its upscaler: one RRDB block (sd.cpp detects the block count and, from conv_up1/conv_up2, the
+  factor; it fixes 64 features and 32 growth channels, so those stay real size).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tiny_models import TOKENIZER_VOCAB_SIZE, tiny_clip_tokenizer
+
+__all__ = ["build_tiny_ldm_sr", "build_tiny_sd_upscaler", "esrgan_spec", "write_tiny_esrgan"]
+
+
+def build_tiny_sd_upscaler(path: Path) -> Path:
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        DDPMScheduler,
+        StableDiffusionUpscalePipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=16,
+        in_channels=7,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=2,
+        norm_num_groups=2,
+        num_class_embeds=100,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        latent_channels=4,
+        norm_num_groups=2,
+        scaling_factor=0.08333,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=TOKENIZER_VOCAB_SIZE,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
+    pipe = StableDiffusionUpscalePipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tiny_clip_tokenizer(),
+        unet=unet,
+        low_res_scheduler=DDPMScheduler(),
+        scheduler=DDIMScheduler(prediction_type="v_prediction"),
+        max_noise_level=350,
+    )
+    pipe.save_pretrained(path)
+    return path
+
+
+def build_tiny_ldm_sr(path: Path) -> Path:
+    import torch
+    from diffusers import DDIMScheduler, LDMSuperResolutionPipeline, UNet2DModel, VQModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=16,
+        in_channels=6,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=2,
+    )
+    vqvae = VQModel(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        latent_channels=3,
+        norm_num_groups=2,
+        num_vq_embeddings=16,
+    )
+    pipe = LDMSuperResolutionPipeline(vqvae=vqvae, unet=unet, scheduler=DDIMScheduler())
+    pipe.save_pretrained(path)
+    return path
+
+
+def esrgan_spec(num_block: int = 1, scale: int = 4) -> dict[str, list[int]]:
+    """Tensor names and shapes of an RRDBNet as stable-diffusion.cpp reads it."""
+    feat, grow = 64, 32
+    spec: dict[str, list[int]] = {}
+
+    def conv(name: str, cin: int, cout: int) -> None:
+        spec[f"{name}.weight"] = [cout, cin, 3, 3]
+        spec[f"{name}.bias"] = [cout]
+
+    conv("conv_first", 3, feat)
+    for b in range(num_block):
+        for r in (1, 2, 3):
+            for i in range(1, 6):
+                cin = feat + (i - 1) * grow
+                conv(f"body.{b}.rdb{r}.conv{i}", cin, grow if i < 5 else feat)
+    conv("conv_body", feat, feat)
+    conv("conv_up1", feat, feat)
+    if scale == 4:
+        conv("conv_up2", feat, feat)
+    conv("conv_hr", feat, feat)
+    conv("conv_last", feat, 3)
+    return spec
+
+
+def write_tiny_esrgan(path: Path) -> Path:
+    from sdcpp_models import write_safetensors
+
+    return write_safetensors(esrgan_spec(), path, seed=3)

@@ -20,6 +20,8 @@ __all__ = [
     "BACKENDS",
     "HuggingFaceDiffusersBackendConfig",
     "HuggingFaceDiffusersVisionBackend",
+    "MFluxBackendConfig",
+    "MFluxVisionBackend",
     "OpenAICompatibleBackendConfig",
     "OpenAICompatibleVisionBackend",
     "RayServeBackendConfig",
@@ -66,13 +68,16 @@ BACKENDS: dict[str, Engine] = {
 }
 
 _LAZY = {cls: e.module for e in BACKENDS.values() for cls in (e.backend_class, e.config_class)}
+# 0.3.x names: its MLX-Gen backend (gone; constructing it says so), in ..compat
+_LAZY.update(MFluxBackendConfig="..compat", MFluxVisionBackend="..compat")
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    path = module if module.startswith(".") else f".{module}"
+    return getattr(importlib.import_module(path, __name__), name)
 
 
 def _engine(name: str) -> Engine:

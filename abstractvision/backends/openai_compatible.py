@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import httpx
 
-from .. import media, net
+from .. import compat, media, net
 from ..control import GenerationControl
 from ..errors import (
     BackendError,
@@ -74,6 +74,7 @@ RESERVED = frozenset(
 )
 
 
+@compat.old_config_names(compat.OPENAI_CONFIG)
 @dataclass(frozen=True)
 class OpenAICompatibleBackendConfig:
     """Where the service is and how to talk to it; ``models`` maps a task to the model ids."""

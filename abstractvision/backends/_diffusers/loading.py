@@ -15,8 +15,9 @@ from ...errors import (
     OutOfMemoryError,
     UnknownModelError,
 )
+from . import optimize
 from .cache import empty_device_cache
-from .families import I2I, T2I, VIDEO_TASKS, ModelInfo
+from .families import I2I, IMAGE_PIPELINES, T2I, VIDEO_TASKS, ModelInfo, inpaint_only
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class LoadOptions(Protocol):
     cache_dir: str | None
     revision: str | None
     variant: str | None
-    enable_model_cpu_offload: bool
+    enable_model_cpu_offload: bool | str  # "auto": by free GPU memory at load
     enable_sequential_cpu_offload: bool
     enable_vae_tiling: bool
     enable_vae_slicing: bool
@@ -107,11 +108,13 @@ def load_pipeline(info: ModelInfo, options: LoadOptions, device: str) -> Any:
         "revision": options.revision,
         "variant": options.variant,
     }
+    speed = optimize.prepare_load(info, options, device, kwargs[dtype_key])
     try:
         pipe = cls.from_pretrained(
-            info.source, **{k: v for k, v in kwargs.items() if v is not None}
+            info.source, **{k: v for k, v in kwargs.items() if v is not None}, **speed.kwargs
         )
         place(pipe, options, device)
+        optimize.optimize_pipeline(pipe, options, device, speed)
     except torch.cuda.OutOfMemoryError:
         empty_device_cache()
         raise OutOfMemoryError(
@@ -126,11 +129,43 @@ def load_pipeline(info: ModelInfo, options: LoadOptions, device: str) -> Any:
     return pipe
 
 
+def offload_for(sizes: list[int], free: int, total: int) -> str:
+    """``enable_model_cpu_offload="auto"``: the fastest placement that fits the free memory.
+
+    Keeps a working reserve (the larger of 1.5 GiB and 10% of the card): the whole pipeline
+    fits -> "" (move it whole); its largest component fits -> "model" (model CPU offload);
+    else "sequential" (sequential CPU offload: far lower peak, slower steps).
+    """
+    reserve = max(int(1.5 * 2**30), total // 10)
+    if sum(sizes) + reserve <= free:
+        return ""
+    return "model" if max(sizes, default=0) + reserve <= free else "sequential"
+
+
+def _auto_offload(pipe: Any, device: str) -> str:
+    torch = import_torch()
+    if not device.startswith("cuda"):
+        return ""
+    index = torch.device(device).index
+    free, total = torch.cuda.mem_get_info(index if index is not None else 0)
+    sizes = [
+        sum(p.numel() * p.element_size() for p in module.parameters())
+        for module in pipe.components.values()
+        if isinstance(module, torch.nn.Module)
+    ]
+    choice = offload_for(sizes, free, total)
+    log.info("cpu offload auto: %s (%d MiB free)", choice or "whole on device", free >> 20)
+    return choice
+
+
 def place(pipe: Any, options: LoadOptions, device: str) -> None:
     """Move to the device (or install offload hooks) and apply the memory options."""
-    if device != "cpu" and options.enable_sequential_cpu_offload:
+    auto = _auto_offload(pipe, device) if options.enable_model_cpu_offload == "auto" else None
+    if device != "cpu" and optimize.uses_group_offload(options):
+        optimize.place_group_offload(pipe, device)
+    elif device != "cpu" and (options.enable_sequential_cpu_offload or auto == "sequential"):
         pipe.enable_sequential_cpu_offload(device=device)
-    elif device != "cpu" and options.enable_model_cpu_offload:
+    elif device != "cpu" and (options.enable_model_cpu_offload is True or auto == "model"):
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
@@ -146,7 +181,7 @@ def place(pipe: Any, options: LoadOptions, device: str) -> None:
 
 def kind_of(task: str, masked: bool, info: ModelInfo) -> str:
     """Which derived pipeline a call needs: t2i, i2i, inpaint, or the video task itself."""
-    if task == I2I and (masked or "Inpaint" in info.class_name):
+    if task == I2I and (masked or inpaint_only(info.class_name)):
         return INPAINT
     return task
 
@@ -161,6 +196,8 @@ def derive(base: Any, kind: str, registry_class: str | None) -> Any:
         if registry_class is None or registry_class == name:
             return base
         target = getattr(diffusers, registry_class, None)
+    elif kind in IMAGE_PIPELINES.get(name, {}):
+        target = getattr(diffusers, IMAGE_PIPELINES[name][kind], None)
     else:
         mapping = {
             T2I: auto.AUTO_TEXT2IMAGE_PIPELINES_MAPPING,

@@ -1,0 +1,499 @@
+"""abstractvision 0.3.x names, kept working as thin adapters over the current code.
+
+The one place for compatibility (docs/migrating-from-0.3.md lists every item):
+
+- types of 0.3.x that still mean something here: ``LoRAAdapterSpec`` (becomes an ``extra.loras``
+  entry), ``ProviderModelInfo`` / ``ProviderAdapterInfo`` (what ``list_provider_models`` /
+  ``list_provider_adapters`` return);
+- ``legacy_extra``: the 0.3.x LoRA keys of ``extra`` (``loras_json``, ``lora``, ``lora_json``,
+  entries with ``scale`` or ``path``) rewritten to ``extra["loras"]``;
+- ``old_config_names``: a config class decorator that accepts 0.3.x keyword names, warns with a
+  ``DeprecationWarning`` naming the new name, and maps each onto the current option.
+
+Standard library only: importing this module loads nothing heavy.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidRequestError
+
+__all__ = [
+    "LoRAAdapterSpec",
+    "ProviderAdapterInfo",
+    "ProviderModelInfo",
+    "legacy_extra",
+    "lora_entries",
+    "old_config_names",
+]
+
+
+@dataclass(frozen=True)
+class LoRAAdapterSpec:
+    """One LoRA of a call (0.3.x shape). ``scale`` is our ``weight``; ``source`` a path or hub id.
+
+    ``"repo/id:file.safetensors"`` names a file inside a hub repo (as in 0.3.x).
+    """
+
+    source: str
+    scale: float | None = None
+    weight_name: str | None = None
+    subfolder: str | None = None
+    adapter_name: str | None = None
+    target_role: str | None = None
+
+    def to_lora(self) -> dict[str, Any]:
+        """The ``extra["loras"]`` entry this adapter becomes."""
+        return _entry(
+            {
+                "source": self.source,
+                "scale": self.scale,
+                "weight_name": self.weight_name,
+                "subfolder": self.subfolder,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class ProviderModelInfo:
+    """A model a configured backend serves (``VisionManager.list_provider_models``)."""
+
+    id: str
+    object: str | None = "model"
+    created: int | None = None
+    owned_by: str | None = None
+    capabilities: Sequence[str] = field(default_factory=tuple)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProviderAdapterInfo:
+    """An adapter (LoRA) a configured backend may load (``list_provider_adapters``)."""
+
+    id: str
+    repo_id: str | None = None
+    base_models: Sequence[str] = field(default_factory=tuple)
+    compatible_models: Sequence[str] = field(default_factory=tuple)
+    compatible_tasks: Sequence[str] = field(default_factory=tuple)
+    suggested_target_roles: Sequence[str] = field(default_factory=tuple)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+# --- extra["loras"] from the 0.3.x LoRA keys ----------------------------------------------------
+
+_LORA_KEYS = ("loras_json", "lora_json", "lora")
+
+
+def _entry(item: Any) -> dict[str, Any]:
+    """One 0.3.x LoRA item (a string, a LoRAAdapterSpec or a dict) -> ``{source, weight, ...}``."""
+    if isinstance(item, LoRAAdapterSpec):
+        return item.to_lora()
+    if isinstance(item, str):
+        item = {"source": item}
+    if not isinstance(item, Mapping):
+        raise InvalidRequestError("extra.loras", item, "each LoRA must be {source, weight}")
+    source = item.get("source") or item.get("path") or item.get("repo_id")
+    if not isinstance(source, str) or not source.strip():
+        raise InvalidRequestError("extra.loras", dict(item), "each LoRA needs a source")
+    weight_name = item.get("weight_name")
+    repo, sep, inner = source.partition(":")
+    if sep and "/" in repo and not repo.startswith(("/", ".", "~")) and inner:
+        source, weight_name = repo, weight_name or inner  # "repo/id:file.safetensors"
+    subfolder = item.get("subfolder")
+    if subfolder and weight_name:
+        weight_name = f"{str(subfolder).strip('/')}/{weight_name}"
+    out: dict[str, Any] = {"source": source.strip()}
+    weight = item.get("weight", item.get("scale"))
+    out["weight"] = 1.0 if weight is None else weight
+    if weight_name:
+        out["weight_name"] = weight_name
+    return out
+
+
+def lora_entries(value: Any) -> list[dict[str, Any]]:
+    """A 0.3.x LoRA list (JSON text, one item, or a list of items) -> ``extra["loras"]``."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith(("[", "{")):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise InvalidRequestError("extra.loras_json", value, "must be JSON") from None
+    if value is None:
+        return []
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return [_entry(item) for item in items]
+
+
+def legacy_extra(extra: Mapping[str, Any] | None, lora_adapters: Any = None) -> dict[str, Any]:
+    """``extra`` with the 0.3.x LoRA keys (and ``lora_adapters=``) folded into ``loras``."""
+    out = dict(extra or {})
+    if lora_adapters:
+        listed = out.get("loras")
+        out["loras"] = [
+            *(listed if isinstance(listed, (list, tuple)) else ()),
+            *lora_entries(lora_adapters),
+        ]
+        if listed is not None and not isinstance(listed, (list, tuple)):
+            out["loras_json"] = listed
+    found = [key for key in _LORA_KEYS if key in out]
+    old_shape = isinstance(out.get("loras"), (str, LoRAAdapterSpec)) or any(
+        isinstance(item, (str, LoRAAdapterSpec))
+        or (isinstance(item, Mapping) and ("scale" in item or "path" in item))
+        for item in (out.get("loras") if isinstance(out.get("loras"), (list, tuple)) else ())
+    )
+    if not found and not old_shape:
+        return out
+    loras = lora_entries(out.pop("loras", None))
+    for key in found:
+        loras += lora_entries(out.pop(key))
+    out["loras"] = loras
+    return out
+
+
+# --- 0.3.x config keyword names -----------------------------------------------------------------
+
+# convert(value, kwargs) -> the new name it set (for the warning); None when the value is a current
+# one (kept, no warning); "" when an empty 0.3.x value was dropped (no warning). It may raise
+# InvalidRequestError.
+Converter = Callable[[Any, dict[str, Any]], "str | None"]
+
+
+def rename(new: str, note: str = "") -> Converter:
+    """A 0.3.x option that is now called ``new`` (``note``: what differs, for the warning)."""
+
+    def convert(value: Any, kwargs: dict[str, Any]) -> str:
+        kwargs.setdefault(new, value)
+        return f"{new}{f' ({note})' if note else ''}"
+
+    return convert
+
+
+def old_config_names(table: Mapping[str, Converter]) -> Callable[[type], type]:
+    """Class decorator: the config also takes the 0.3.x keyword names in ``table``."""
+
+    def wrap(cls: type) -> type:
+        init = cls.__init__
+
+        @functools.wraps(init)
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            for old in [k for k in kwargs if k in table]:
+                value = kwargs.pop(old)
+                new = table[old](value, kwargs)
+                if new is None:  # a current value of a current option
+                    kwargs[old] = value
+                if not new:  # "" : an empty 0.3.x value, dropped without a warning
+                    continue
+                warnings.warn(
+                    f"{cls.__name__}({old}={value!r}) is 0.3.x usage; use {new}",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+            init(self, *args, **kwargs)
+
+        cls.__init__ = __init__  # type: ignore[method-assign]
+        cls.old_names = tuple(table)  # type: ignore[attr-defined]
+        return cls
+
+    return wrap
+
+
+def cpu_offload(value: Any, kwargs: dict[str, Any]) -> str:
+    """0.3.x ``cpu_offload``: none | model | sequential | auto (by free GPU memory at load)."""
+    mode = str(value).strip().lower()
+    choices = {
+        "none": False,
+        "off": False,
+        "false": False,
+        "model": True,
+        "on": True,
+        "true": True,
+        "auto": "auto",
+    }
+    if mode == "sequential":
+        kwargs.setdefault("enable_sequential_cpu_offload", True)
+        return "enable_sequential_cpu_offload=True"
+    if mode not in choices:
+        raise InvalidRequestError("cpu_offload", value, "must be auto, model, sequential or none")
+    kwargs.setdefault("enable_model_cpu_offload", choices[mode])
+    return f"enable_model_cpu_offload={choices[mode]!r}"
+
+
+def none_means(option: str, current: Any) -> Converter:
+    """``option`` is current, but its 0.3.x value ``None`` is now spelled ``current``."""
+
+    def convert(value: Any, kwargs: dict[str, Any]) -> str | None:
+        if value is not None:
+            return None
+        kwargs[option] = current
+        return f"{option}={current!r}"
+
+    return convert
+
+
+def ignored(reason: str) -> Converter:
+    """A 0.3.x option whose behaviour is now built in; the warning says why nothing is needed."""
+
+    def convert(value: Any, kwargs: dict[str, Any]) -> str:
+        return f"nothing ({reason})"
+
+    return convert
+
+
+# stable-diffusion.cpp: sd-cli flags of 0.3.x ``extra_args`` -> config fields of the bindings
+_SDCPP_FLAGS: dict[str, tuple[str, Callable[[str], Any] | None]] = {
+    "--sampling-method": ("sampler", str),
+    "--scheduler": ("scheduler", str),
+    "--steps": ("steps", int),
+    "--cfg-scale": ("guidance_scale", float),
+    "-W": ("width", int),
+    "--width": ("width", int),
+    "-H": ("height", int),
+    "--height": ("height", int),
+    "-t": ("n_threads", int),
+    "--threads": ("n_threads", int),
+    "--vae-tiling": ("vae_tiling", None),
+    "--offload-to-cpu": ("offload_params_to_cpu", None),
+    "--clip-on-cpu": ("keep_clip_on_cpu", None),
+    "--vae-on-cpu": ("keep_vae_on_cpu", None),
+    "--diffusion-fa": ("flash_attn", None),
+    "--fps": ("fps", int),
+    "--video-frames": ("num_frames", int),
+    "--lora-model-dir": ("lora_dir", str),
+    "-v": ("verbose", None),
+    "--verbose": ("verbose", None),
+}
+
+
+def sdcpp_extra_args(value: Any, kwargs: dict[str, Any]) -> str:
+    """0.3.x ``extra_args`` (sd-cli flags) -> the matching config fields; unknown flags refused."""
+    args = shlex.split(value) if isinstance(value, str) else [str(a) for a in value or ()]
+    names: list[str] = []
+    i = 0
+    while i < len(args):
+        flag = args[i]
+        if flag not in _SDCPP_FLAGS:
+            known = ", ".join(sorted(_SDCPP_FLAGS))
+            raise InvalidRequestError(
+                "extra_args", flag, f"not a supported sd-cli flag; known: {known}"
+            )
+        name, parse = _SDCPP_FLAGS[flag]
+        if parse is None:
+            kwargs.setdefault(name, True)
+            i += 1
+        else:
+            if i + 1 >= len(args):
+                raise InvalidRequestError("extra_args", flag, "needs a value")
+            try:
+                kwargs.setdefault(name, parse(args[i + 1]))
+            except ValueError:
+                raise InvalidRequestError(
+                    "extra_args", args[i + 1], f"not a value for {flag}"
+                ) from None
+            i += 2
+        names.append(name)
+    return ", ".join(names) or "nothing"
+
+
+# --- VisionBackend subclasses written for 0.3.x ---------------------------------------------------
+
+_TASK_OF_METHOD = {
+    "generate_image": "text_to_image",
+    "edit_image": "image_to_image",
+    "generate_angles": "multi_view_image",
+    "generate_video": "text_to_video",
+    "image_to_video": "image_to_video",
+    "upscale_image": "image_upscale",
+}
+
+
+class AnyKeys(dict):  # type: ignore[type-arg]
+    """``extra_keys`` of a 0.3.x backend: it declared none and took any (``key in`` is True)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+def _takes_control(fn: Callable[..., Any]) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == "control" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _without_control(fn: Callable[..., Any], task: str) -> Callable[..., Any]:
+    from .errors import CapabilityNotSupportedError
+
+    @functools.wraps(fn)
+    def method(self: Any, request: Any, *, control: Any = None) -> Any:
+        if control is not None:
+            control.check()  # a 0.3.x method cannot report steps; a cancel before it still counts
+        try:
+            return fn(self, request)
+        except NotImplementedError:
+            raise CapabilityNotSupportedError(f"{type(self).__name__} cannot run {task}") from None
+
+    method.legacy = True  # type: ignore[attr-defined]
+    return method
+
+
+def permissive_capabilities(backend: Any) -> Any:
+    """0.3.x default (no ``get_capabilities``): the tasks the class implements, any extra key."""
+    from .backends.base_backend import VisionBackend
+    from .types import VisionBackendCapabilities
+
+    cls = type(backend)
+    tasks = [
+        task
+        for name, task in _TASK_OF_METHOD.items()
+        if getattr(cls, name, None) is not getattr(VisionBackend, name, None)
+    ]
+    return VisionBackendCapabilities(supported_tasks=tasks, extra_keys=AnyKeys())
+
+
+def adapt_legacy_backend(cls: type) -> None:
+    """Called for every VisionBackend subclass: a 0.3.x one (task methods without ``control``)
+    gets wrappers that take ``control``; its capabilities accept any extra key, and a
+    ``get_capabilities`` returning None (0.3.x: no constraints) gives the permissive default."""
+    legacy = False
+    for name, task in _TASK_OF_METHOD.items():
+        fn = cls.__dict__.get(name)
+        if callable(fn) and not _takes_control(fn):
+            setattr(cls, name, _without_control(fn, task))
+            legacy = True
+    caps_fn = cls.__dict__.get("get_capabilities")
+    if not legacy or not callable(caps_fn):
+        return
+
+    @functools.wraps(caps_fn)
+    def get_capabilities(self: Any) -> Any:
+        caps = caps_fn(self)
+        if caps is None:
+            return permissive_capabilities(self)
+        if not caps.extra_keys:
+            import dataclasses
+
+            caps = dataclasses.replace(caps, extra_keys=AnyKeys())
+        return caps
+
+    cls.get_capabilities = get_capabilities  # type: ignore[attr-defined]
+
+
+# --- the MLX-Gen backend of 0.3.x ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MFluxBackendConfig:
+    """The 0.3.x MLX-Gen backend's options (accepted so callers that build it get a clear error)."""
+
+    model: str | None = None
+    base_model: str | None = None
+    model_dir: str | None = None
+    cache_dir: str | None = None
+    lora_paths: Sequence[str] = ()
+    lora_scales: Sequence[float] = ()
+    lora_target_roles: Sequence[str] = ()
+    allow_download: bool = False
+    default_width: int = 1024
+    default_height: int = 1024
+
+
+class MFluxVisionBackend:
+    """abstractvision 0.4 has no MLX-Gen backend: constructing one raises
+    ``OptionalDependencyMissingError`` (what 0.3.x raised where MLX-Gen was not installed), so
+    hosts that import it (AbstractCore's server) keep working and report why it cannot run."""
+
+    def __init__(self, config: MFluxBackendConfig | None = None, **_: Any) -> None:
+        from .errors import OptionalDependencyMissingError
+
+        raise OptionalDependencyMissingError(
+            "the MLX-Gen (mflux) backend is not part of abstractvision 0.4: use the diffusers "
+            "backend (PyTorch; MPS on Apple silicon), sdcpp (Metal) or an OpenAI-compatible service"
+        )
+
+
+# The 0.3.x keyword names of each config class (applied with ``old_config_names`` in its module).
+DIFFUSERS_CONFIG = {
+    "cpu_offload": cpu_offload,
+    "torch_dtype": none_means("torch_dtype", "auto"),
+    "auto_retry_fp32": ignored(
+        "torch_dtype='auto' picks float32 on CPU and bfloat16/float16 only where the device runs "
+        "them; pass torch_dtype='float32' to force full precision"
+    ),
+    "use_safetensors": ignored("safetensors weights are always preferred; .bin only if absent"),
+    "low_cpu_mem_usage": ignored("Diffusers always loads with low CPU memory usage"),
+}
+SDCPP_CONFIG = {
+    "sd_cli_path": ignored("the engine runs through the stable-diffusion-cpp-python bindings"),
+    "extra_args": sdcpp_extra_args,
+    "capabilities_model_id": rename("model_name"),
+    "timeout_s": rename("generate_timeout_s"),
+    "cwd": ignored("no sd-cli process is started"),
+}
+_VIDEOS = "the service must speak the OpenAI videos API: POST, then poll the job"
+OPENAI_CONFIG = {
+    "image_generations_path": rename("images_generations_path"),
+    "image_edits_path": rename("images_edits_path"),
+    "text_to_video_path": rename("videos_path", _VIDEOS),
+    "image_to_video_path": rename("videos_path", _VIDEOS),
+    "image_to_video_mode": ignored("the videos API takes the image as multipart"),
+    "models_path": ignored("models are configured (model_id / models), not listed"),
+}
+
+
+# --- request constructors: the 0.3.x keywords (AbstractCore's server builds requests with them) --
+
+
+def _to_extra(key: str) -> Converter:
+    def convert(value: Any, kwargs: dict[str, Any]) -> str:
+        if value is None:
+            return ""
+        kwargs["extra"] = {**dict(kwargs.get("extra") or {}), key: value}
+        return f"extra={{{key!r}: ...}}"
+
+    return convert
+
+
+def _lora_adapters(value: Any, kwargs: dict[str, Any]) -> str:
+    if not value:
+        return ""
+    kwargs["extra"] = legacy_extra(kwargs.get("extra"), value)
+    return "extra={'loras': [{'source', 'weight'}]}"
+
+
+def _resolution(value: Any, kwargs: dict[str, Any]) -> str:
+    if value is None:
+        return ""
+    try:
+        kwargs.setdefault("scale", int(str(value).strip().lower().rstrip("x")))
+    except ValueError:
+        raise InvalidRequestError("resolution", value, "must be like 2 or '2x'") from None
+    return "scale"
+
+
+def old_request_names(cls: type) -> type:
+    """The request dataclass ``cls`` also takes its 0.3.x constructor keywords."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    table: dict[str, Converter] = {"lora_adapters": _lora_adapters}
+    if "num_frames" in names:
+        table.update(guidance_2=_to_extra("guidance_scale_2"), flow_shift=_to_extra("flow_shift"))
+    if "scale" in names:
+        table.update(
+            resolution=_resolution,
+            softness=_to_extra("softness"),
+            quantize=_to_extra("quantize"),
+            vae_tiling=_to_extra("vae_tiling"),
+        )
+    return old_config_names(table)(cls)

@@ -1,0 +1,578 @@
+"""AbstractCore capability plugin: ``llm.vision.*`` on abstractvision's backends.
+
+AbstractCore (>= 2.30) finds ``register`` through the ``abstractcore.capabilities_plugins`` entry
+point and calls it with its ``CapabilityRegistry``. The capability it gets is a thin adapter:
+each call picks (or reuses) a backend, runs it through ``VisionManager`` (validation, gating,
+storage) and hands back PNG/MP4 bytes, or an artifact ref when AbstractCore passes its
+``artifact_store``.
+
+Which backend, in order (``create_llm(..., vision_backend="diffusers", vision_model_id=...)`` sets
+the ``vision_*`` keys; the environment is the fallback):
+
+- ``vision_backend_instance`` / ``vision_backend_factory`` in the owner's config (a ready backend);
+- ``vision_backend`` or ``ABSTRACTVISION_PROVIDER`` / ``ABSTRACTVISION_BACKEND``: ``diffusers``
+  (aliases huggingface, hf), ``sdcpp`` (sd-cpp, stable-diffusion.cpp), ``openai`` or
+  ``openai-compatible``; per call, ``provider=`` overrides it;
+- unset: ``openai-compatible`` when a base URL is configured, else the hosted OpenAI API
+  (needs ``OPENAI_API_KEY``), as in abstractvision 0.3.x.
+
+The model: ``model=`` of the call, else ``vision_model_id`` / ``ABSTRACTVISION_MODEL`` /
+``ABSTRACTVISION_MODEL_ID`` (stable-diffusion.cpp: ``vision_sdcpp_model`` /
+``ABSTRACTVISION_SDCPP_MODEL``). One backend is kept per (engine, model): a later call with the
+same model finds it warm; ``unload_resident_model`` frees it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..compat import legacy_extra
+from ..errors import CapabilityNotSupportedError, InvalidRequestError
+
+__all__ = ["BACKEND_ID", "LEGACY_BACKEND_ID", "AbstractVisionCapability", "register"]
+
+BACKEND_ID = "abstractvision:openai"
+LEGACY_BACKEND_ID = "abstractvision:openai-compatible"
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+OPENAI_IMAGE_MODEL = "gpt-image-1"
+
+_ENGINE_ALIASES = {
+    "diffusers": "diffusers",
+    "huggingface": "diffusers",
+    "hf": "diffusers",
+    "hf-diffusers": "diffusers",
+    "sdcpp": "sdcpp",
+    "sd-cpp": "sdcpp",
+    "stable-diffusion.cpp": "sdcpp",
+    "stable-diffusion-cpp": "sdcpp",
+    "stable_diffusion_cpp": "sdcpp",
+    "openai": "openai",
+    "openai-compatible": "openai-compatible",
+    "openai_compatible": "openai-compatible",
+    "compatible": "openai-compatible",
+}
+_MLX = ("mlx-gen", "mlx_gen", "mlx", "mflux")
+_SDCPP_FILES = ("diffusion_model", "vae", "llm", "llm_vision", "clip_l", "clip_g", "t5xxl")
+# keyword arguments AbstractCore passes that are not request parameters
+_ROUTING = ("artifact_store", "run_id", "tags", "metadata", "provider", "model")
+
+
+def _text(value: Any) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+class _Settings:
+    """The owner's ``vision_*`` config keys, then ``ABSTRACTVISION_*`` / ``OPENAI_*`` variables."""
+
+    def __init__(self, owner: Any) -> None:
+        config = getattr(owner, "config", None)
+        self._config = config if isinstance(config, Mapping) else {}
+
+    def get(self, key: str, *env: str) -> str | None:
+        value = _text(self._config.get(key))
+        for name in env:
+            value = value or _text(os.environ.get(name))
+        return value
+
+    def flag(self, key: str, *env: str, default: bool = False) -> bool:
+        value = self.get(key, *env)
+        return default if value is None else value.lower() in ("1", "true", "yes", "on")
+
+    def raw(self, key: str) -> Any:
+        return self._config.get(key)
+
+
+def _engine_name(value: str | None) -> str | None:
+    if value is None:
+        return None
+    name = value.strip().lower()
+    if name in _MLX:
+        raise CapabilityNotSupportedError(
+            f"vision backend {value!r}: abstractvision 0.4 has no MLX-Gen backend; use diffusers "
+            "(PyTorch, MPS on Apple silicon), sdcpp (Metal) or openai-compatible"
+        )
+    if name not in _ENGINE_ALIASES:
+        known = ", ".join(sorted(set(_ENGINE_ALIASES.values())))
+        raise InvalidRequestError("provider", value, f"unknown vision backend; known: {known}")
+    return _ENGINE_ALIASES[name]
+
+
+class AbstractVisionCapability:
+    """AbstractCore's ``VisionCapability`` over ``VisionManager`` and our backends."""
+
+    def __init__(self, owner: Any, *, backend_id: str = BACKEND_ID) -> None:
+        self._owner = owner
+        self.backend_id = backend_id
+        self._settings = _Settings(owner)
+        self._lock = threading.RLock()
+        self._backends: dict[tuple[str, str | None], Any] = {}
+        self._loaded: dict[str, dict[str, Any]] = {}  # load_id -> record
+
+    # --- backend selection ---------------------------------------------------------------
+
+    def _configured_engine(self) -> str:
+        s = self._settings
+        name = _engine_name(
+            s.get("vision_backend", "ABSTRACTVISION_PROVIDER", "ABSTRACTVISION_BACKEND")
+        )
+        if name is not None:
+            return name
+        if self.backend_id == LEGACY_BACKEND_ID or s.get("vision_base_url", "OPENAI_BASE_URL"):
+            return "openai-compatible"
+        return "openai"
+
+    def _default_model(self, engine: str) -> str | None:
+        s = self._settings
+        if engine == "sdcpp":
+            return s.get("vision_sdcpp_model", "ABSTRACTVISION_SDCPP_MODEL") or s.get(
+                "vision_model_id", "ABSTRACTVISION_MODEL", "ABSTRACTVISION_MODEL_ID"
+            )
+        env = ("ABSTRACTVISION_MODEL", "ABSTRACTVISION_MODEL_ID")
+        if engine == "diffusers":
+            env += ("ABSTRACTVISION_DIFFUSERS_MODEL_ID",)
+        model = s.get("vision_model_id", *env)
+        if engine.startswith("openai"):
+            model = model or s.get(
+                "vision_openai_model", "OPENAI_IMAGE_MODEL_ID", "OPENAI_IMAGE_MODEL"
+            )
+            if engine == "openai":
+                model = model or OPENAI_IMAGE_MODEL
+        return model
+
+    def _injected(self) -> Any:
+        instance = self._settings.raw("vision_backend_instance")
+        if instance is not None:
+            return instance
+        factory = self._settings.raw("vision_backend_factory")
+        return factory(self._owner) if callable(factory) else None
+
+    def _resolve(self, provider: Any = None, model: Any = None) -> tuple[str, str | None, Any]:
+        """(engine, model, backend) for a call; creates the backend on first use."""
+        provider, model = _text(provider), _text(model)
+        if provider is None and model is not None and "/" in model:
+            head, _, rest = model.partition("/")  # AbstractCore's "diffusers/<model>" form
+            if head.lower() in _ENGINE_ALIASES or head.lower() in _MLX:
+                provider, model = head, rest
+        with self._lock:
+            if provider is None and ("injected", None) in self._backends:
+                return "injected", model, self._backends[("injected", None)]
+            if provider is None:
+                injected = self._injected()
+                if injected is not None:
+                    self._backends[("injected", None)] = injected
+                    return "injected", model, injected
+            engine = _engine_name(provider) or self._configured_engine()
+            model = model or self._default_model(engine)
+            key = (engine, model)
+            backend = self._backends.get(key)
+            if backend is None:
+                backend = self._backends[key] = self._create(engine, model)
+            return engine, model, backend
+
+    def _create(self, engine: str, model: str | None) -> Any:
+        from ..backends import create_backend
+
+        s = self._settings
+        timeout = s.get("vision_timeout_s", "ABSTRACTVISION_TIMEOUT_S")
+        if engine == "diffusers":
+            if model is None:
+                raise InvalidRequestError(
+                    "vision_model_id", None, "the diffusers backend needs a model (id or folder)"
+                )
+            options: dict[str, Any] = {
+                "model_id": model,
+                "device": s.get("vision_device", "ABSTRACTVISION_DIFFUSERS_DEVICE") or "auto",
+                "torch_dtype": s.get("vision_torch_dtype", "ABSTRACTVISION_DIFFUSERS_TORCH_DTYPE")
+                or "auto",
+                "allow_download": s.flag(
+                    "vision_allow_download", "ABSTRACTVISION_DIFFUSERS_ALLOW_DOWNLOAD"
+                ),
+            }
+            cache_dir = s.get("vision_cache_dir", "ABSTRACTVISION_DIFFUSERS_CACHE_DIR")
+            if cache_dir:
+                options["cache_dir"] = cache_dir
+            return create_backend("diffusers", **options)
+        if engine == "sdcpp":
+            from ..backends import StableDiffusionCppBackendConfig, StableDiffusionCppVisionBackend
+
+            files = {
+                role: s.get(f"vision_sdcpp_{role}", f"ABSTRACTVISION_SDCPP_{role.upper()}")
+                for role in _SDCPP_FILES
+            }
+            kwargs: dict[str, Any] = {k: v for k, v in files.items() if v}
+            if model and not (files["diffusion_model"] and model == files["diffusion_model"]):
+                kwargs["model"] = model
+            extra_args = s.get("vision_sdcpp_extra_args", "ABSTRACTVISION_SDCPP_EXTRA_ARGS")
+            if extra_args:
+                kwargs["extra_args"] = extra_args  # 0.3.x sd-cli flags, mapped by compat
+            return StableDiffusionCppVisionBackend(config=StableDiffusionCppBackendConfig(**kwargs))
+        base_url = s.get("vision_base_url", "OPENAI_BASE_URL")
+        if engine == "openai":
+            base_url = base_url or OPENAI_BASE_URL
+        if base_url is None:
+            raise InvalidRequestError(
+                "vision_base_url",
+                None,
+                "the openai-compatible backend needs a base URL (vision_base_url or OPENAI_BASE_URL)",
+            )
+        api_key = s.get("vision_api_key", "OPENAI_API_KEY")
+        if engine == "openai" and api_key is None:
+            raise InvalidRequestError(
+                "OPENAI_API_KEY", None, "the OpenAI image API needs an API key"
+            )
+        options = {"base_url": base_url, "api_key": api_key, "model_id": model}
+        if timeout:
+            options["timeout_s"] = float(timeout)
+        return create_backend("openai", **{k: v for k, v in options.items() if v is not None})
+
+    # --- running one call ----------------------------------------------------------------
+
+    def _manager(self, backend: Any, kwargs: dict[str, Any]) -> Any:
+        from ..artifacts import RuntimeArtifactStoreAdapter
+        from ..vision_manager import VisionManager
+
+        store = kwargs.get("artifact_store")
+        adapter = None
+        if store is not None:
+            adapter = RuntimeArtifactStoreAdapter(
+                store, run_id=kwargs.get("run_id"), tags=kwargs.get("tags")
+            )
+        return VisionManager(backend=backend, store=adapter)
+
+    def _image(self, field: str, value: Any, store: Any) -> bytes | None:
+        """bytes, an artifact ref (needs the call's artifact_store), a data URL, base64 or a path."""
+        if value is None or isinstance(value, (bytes, bytearray)):
+            return bytes(value) if value is not None else None
+        from ..artifacts import RuntimeArtifactStoreAdapter
+        from ..inputs import ImageResolver
+
+        adapter = RuntimeArtifactStoreAdapter(store) if store is not None else None
+        # an in-process caller: its own files are as readable to it as to us
+        return ImageResolver(adapter, roots=[Path("/")]).resolve(field, value)
+
+    def _params(self, request_type: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Request parameters; unknown keywords go to ``extra`` (as in 0.3.x), LoRAs mapped."""
+        names = {f.name for f in dataclasses.fields(request_type)}
+        params: dict[str, Any] = {}
+        extra = dict(kwargs.pop("extra", None) or {})
+        loras = kwargs.pop("lora_adapters", None)
+        for key, value in kwargs.items():
+            if key in _ROUTING or value is None:
+                continue
+            if key in names:
+                params[key] = list(value) if key == "seeds" else value
+            else:
+                extra[key] = value
+        extra = legacy_extra(extra, loras)
+        if extra:
+            params["extra"] = extra
+        return params
+
+    def _single(
+        self, method: str, request_type: type, task: str, first: tuple, kwargs: dict
+    ) -> Any:
+        """One VisionManager call on the backend for (provider, model); results as AbstractCore
+        expects them: bytes without an artifact_store, artifact refs with one."""
+        engine, model, backend = self._resolve(kwargs.get("provider"), kwargs.get("model"))
+        vm = self._manager(backend, kwargs)
+        out = getattr(vm, method)(*first, **self._params(request_type, kwargs))
+        self._touch(engine, model, backend, task, resident=False)
+        return _plain(out)
+
+    # --- AbstractCore's VisionCapability --------------------------------------------------
+
+    def t2i(self, prompt: str, **kwargs: Any) -> Any:
+        from ..types import ImageGenerationRequest
+
+        return self._single(
+            "generate_image", ImageGenerationRequest, "text_to_image", (prompt,), kwargs
+        )
+
+    def i2i(self, prompt: str, image: Any, **kwargs: Any) -> Any:
+        from ..types import ImageEditRequest
+
+        store = kwargs.get("artifact_store")
+        kwargs["mask"] = self._image("mask", kwargs.get("mask"), store)
+        data = self._image("image", image, store)
+        return self._single(
+            "edit_image", ImageEditRequest, "image_to_image", (prompt, data), kwargs
+        )
+
+    def t2v(self, prompt: str, **kwargs: Any) -> Any:
+        from ..types import VideoGenerationRequest
+
+        return self._single(
+            "generate_video", VideoGenerationRequest, "text_to_video", (prompt,), kwargs
+        )
+
+    def i2v(self, image: Any, **kwargs: Any) -> Any:
+        from ..types import ImageToVideoRequest
+
+        data = self._image("image", image, kwargs.get("artifact_store"))
+        return self._single(
+            "image_to_video", ImageToVideoRequest, "image_to_video", (data,), kwargs
+        )
+
+    def generate_angles(self, prompt: str, **kwargs: Any) -> list[Any]:
+        from ..types import MultiAngleRequest
+
+        ref = kwargs.pop("reference_image", None)
+        if ref is not None:
+            kwargs["reference_image"] = self._image(
+                "reference_image", ref, kwargs.get("artifact_store")
+            )
+        return self._single(
+            "generate_angles", MultiAngleRequest, "multi_view_image", (prompt,), kwargs
+        )
+
+    multi_view_image = generate_angles
+
+    def upscale_image(self, image: Any, **kwargs: Any) -> Any:
+        from .. import types
+
+        request_type = getattr(types, "ImageUpscaleRequest", None)
+        if request_type is None:
+            raise CapabilityNotSupportedError("image upscaling is not available in this build")
+        data = self._image("image", image, kwargs.get("artifact_store"))
+        resolution = kwargs.pop("resolution", None)  # 0.3.x: "2x" or 2 -> scale
+        if resolution is not None and kwargs.get("scale") is None:
+            try:
+                kwargs["scale"] = int(str(resolution).lower().rstrip("x"))
+            except ValueError:
+                raise InvalidRequestError(
+                    "resolution", resolution, "must be like 2 or '2x'"
+                ) from None
+        return self._single("upscale_image", request_type, "image_upscale", (data,), kwargs)
+
+    image_upscale = upscale_image
+
+    def _batch(self, single: Callable[..., Any], first: tuple, kwargs: dict[str, Any]) -> list[Any]:
+        """Videos: ``count`` results, seed k = ``seeds[k]`` or ``seed + k`` (random base if unset).
+
+        Each is a single call (the same validation and storage) on the warm backend. (Images go
+        through ``VisionManager.generate_image_batch``, which stores nothing unless all succeed.)
+        """
+        count = int(kwargs.pop("count", None) or 1)
+        seeds = kwargs.pop("seeds", None)
+        if seeds is not None:
+            seeds = [int(s) for s in seeds]
+            count = len(seeds)
+        from ..types import LIMITS
+
+        if not 1 <= count <= LIMITS.max_batch:
+            raise InvalidRequestError("count", count, f"must be 1..{LIMITS.max_batch}")
+        if seeds is None:
+            base = kwargs.pop("seed", None)
+            base = int(base) if base is not None else int.from_bytes(os.urandom(4), "big") >> 1
+            seeds = [(base + k) % (LIMITS.max_seed + 1) for k in range(count)]
+        return [single(*first, **{**kwargs, "seed": seed}) for seed in seeds]
+
+    def t2i_batch(self, prompt: str, **kwargs: Any) -> list[Any]:
+        from ..types import ImageGenerationRequest
+
+        kwargs["count"] = kwargs.get("count") or 1
+        return self._single(
+            "generate_image_batch", ImageGenerationRequest, "text_to_image", (prompt,), kwargs
+        )
+
+    def i2i_batch(self, prompt: str, image: Any, **kwargs: Any) -> list[Any]:
+        from ..types import ImageEditRequest
+
+        store = kwargs.get("artifact_store")
+        kwargs["mask"] = self._image("mask", kwargs.get("mask"), store)
+        kwargs["count"] = kwargs.get("count") or 1
+        data = self._image("image", image, store)
+        return self._single(
+            "edit_image_batch", ImageEditRequest, "image_to_image", (prompt, data), kwargs
+        )
+
+    def t2v_batch(self, prompt: str, **kwargs: Any) -> list[Any]:
+        return self._batch(self.t2v, (prompt,), kwargs)
+
+    def i2v_batch(self, image: Any, **kwargs: Any) -> list[Any]:
+        return self._batch(self.i2v, (image,), kwargs)
+
+    # --- residency ----------------------------------------------------------------------------
+
+    def _touch(
+        self, engine: str, model: str | None, backend: Any, task: str, *, resident: bool
+    ) -> dict:
+        load_id = f"{engine}:{model or 'default'}"
+        now = time.time()
+        with self._lock:
+            record = self._loaded.get(load_id)
+            if record is None:
+                record = self._loaded[load_id] = {
+                    "load_id": load_id,
+                    "provider": engine,
+                    "backend_kind": engine,
+                    "model": model,
+                    "task": task,
+                    "scope": "process",
+                    "state": "loaded",
+                    "loaded": True,
+                    "resident": resident,
+                    "source": "explicit_preload" if resident else "request",
+                    "loaded_at": now,
+                    "error": None,
+                }
+            record["last_used_at"] = now
+            record["resident"] = record["resident"] or resident
+            record["task"] = task or record["task"]
+            return dict(record)
+
+    def load_resident_model(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        request = dict(request or {})
+        provider = request.get("provider") or request.get("backend") or request.get("backend_kind")
+        engine, model, backend = self._resolve(provider, request.get("model"))
+        with self._lock:
+            new = f"{engine}:{model or 'default'}" not in self._loaded
+        backend.preload()
+        record = self._touch(engine, model, backend, request.get("task") or "", resident=True)
+        return {**record, "loaded_new": new}
+
+    def list_loaded_models(self, filters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        filters = {k: v for k, v in dict(filters or {}).items() if v is not None}
+        with self._lock:
+            records = [dict(r) for r in self._loaded.values()]
+        out = [r for r in records if all(_matches(r, k, v) for k, v in filters.items())]
+        return sorted(out, key=lambda r: r["load_id"])
+
+    def list_resident_models(
+        self, filters: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        return self.list_loaded_models({**dict(filters or {}), "resident": True})
+
+    def unload_resident_model(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        request = {k: v for k, v in dict(request or {}).items() if v is not None}
+        selectors = {
+            k: request[k] for k in ("load_id", "provider", "backend", "model") if k in request
+        }
+        if not selectors:
+            raise InvalidRequestError(
+                "load_id", None, "name the model to unload (load_id or model)"
+            )
+        matched = self.list_loaded_models(selectors)
+        if len(matched) > 1:
+            ids = ", ".join(r["load_id"] for r in matched)
+            raise InvalidRequestError(
+                "model", request.get("model"), f"matches several: {ids}; give load_id"
+            )
+        if not matched:
+            return {
+                **selectors,
+                "state": "unloaded",
+                "loaded": False,
+                "resident": False,
+                "error": None,
+            }
+        record = matched[0]
+        with self._lock:
+            self._loaded.pop(record["load_id"], None)
+            key = (
+                ("injected", None)
+                if record["provider"] == "injected"
+                else (record["provider"], record["model"])
+            )
+            backend = self._backends.pop(key, None)
+        if backend is not None:
+            backend.unload()
+        return {
+            **record,
+            "state": "unloaded",
+            "loaded": False,
+            "resident": False,
+            "loaded_at": None,
+        }
+
+    load_model = load_resident_model
+    unload_model = unload_resident_model
+
+    # --- discovery ----------------------------------------------------------------------------
+
+    def list_provider_models(self, *, task: str | None = None) -> list[dict[str, Any]]:
+        """The models the configured backend serves (per task), as ``ProviderModelInfo`` dicts."""
+        engine, _, backend = self._resolve()
+        vm = self._manager(backend, {})
+        return [
+            {**dataclasses.asdict(info), "provider": engine}
+            for info in vm.list_provider_models(task=task)
+        ]
+
+    def list_provider_adapters(
+        self, *, model: str | None = None, task: str | None = None, provider: str | None = None
+    ) -> list[dict[str, Any]]:
+        engine, _, backend = self._resolve(provider, model)
+        vm = self._manager(backend, {})
+        return [
+            {**dataclasses.asdict(info), "provider": engine}
+            for info in vm.list_provider_adapters(model=model, task=task)
+        ]
+
+    def available_providers(self, *, task: str | None = None) -> dict[str, Any]:
+        """Which engines this install can run (their packages present), without loading any."""
+        rows = {
+            "diffusers": importlib.util.find_spec("diffusers") is not None
+            and importlib.util.find_spec("torch") is not None,
+            "sdcpp": importlib.util.find_spec("stable_diffusion_cpp") is not None,
+            "openai-compatible": bool(self._settings.get("vision_base_url", "OPENAI_BASE_URL")),
+            "openai": bool(self._settings.get("vision_api_key", "OPENAI_API_KEY")),
+        }
+        providers = [{"provider": name, "available": ok, "task": task} for name, ok in rows.items()]
+        return {
+            "backend_id": self.backend_id,
+            "providers": providers,
+            "available": [p["provider"] for p in providers if p["available"]],
+        }
+
+    list_available_providers = available_providers
+
+
+def _matches(record: Mapping[str, Any], key: str, value: Any) -> bool:
+    if key in ("provider", "backend", "backend_kind"):
+        return record["provider"] == (_engine_name(str(value)) if value != "injected" else value)
+    if key == "resident":
+        return bool(record["resident"]) == bool(value)
+    if key in ("load_id", "model", "task"):
+        return record.get(key) == value
+    return True
+
+
+def _plain(out: Any) -> Any:
+    """A ``GeneratedAsset`` becomes its bytes (what AbstractCore expects); refs pass as they are."""
+    if isinstance(out, list):
+        return [_plain(item) for item in out]
+    data = getattr(out, "data", None)
+    return bytes(data) if isinstance(data, (bytes, bytearray)) else out
+
+
+def register(registry: Any) -> None:
+    """Register the vision capability with AbstractCore's ``CapabilityRegistry``."""
+    hint = (
+        "Set vision_backend (create_llm keyword) or ABSTRACTVISION_PROVIDER to diffusers, sdcpp, "
+        "openai-compatible or openai, and vision_model_id / ABSTRACTVISION_MODEL to the model; "
+        "the default is the hosted OpenAI image API (OPENAI_API_KEY)."
+    )
+    registry.register_vision_backend(
+        backend_id=BACKEND_ID,
+        factory=lambda owner: AbstractVisionCapability(owner, backend_id=BACKEND_ID),
+        priority=0,
+        description="abstractvision: Diffusers, stable-diffusion.cpp or OpenAI-compatible image/video",
+        install_hint="pip install 'abstractvision[diffusers]'",
+        config_hint=hint,
+    )
+    registry.register_vision_backend(
+        backend_id=LEGACY_BACKEND_ID,
+        factory=lambda owner: AbstractVisionCapability(owner, backend_id=LEGACY_BACKEND_ID),
+        priority=-1,
+        description="abstractvision, defaulting to an OpenAI-compatible endpoint (OPENAI_BASE_URL)",
+        config_hint=hint,
+    )

@@ -15,10 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-try:  # imported as tests.tiny_dit (pytest) or as tiny_dit (benchmarks put tests/ on sys.path)
-    from .tiny_models import tiny_clip_tokenizer
-except ImportError:  # pragma: no cover - the benchmark path
-    from tiny_models import tiny_clip_tokenizer  # type: ignore[no-redef]
+from tiny_models import TOKENIZER_VOCAB_SIZE, tiny_clip_tokenizer  # tests/ is on sys.path
 
 __all__ = [
     "T5_VOCAB_SIZE",
@@ -63,11 +60,6 @@ def flux_parts(*, width: int = 32, layers: int = 1, single_layers: int = 1) -> d
     import torch
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
-
-    try:
-        from .tiny_models import TOKENIZER_VOCAB_SIZE
-    except ImportError:  # pragma: no cover - the benchmark path
-        from tiny_models import TOKENIZER_VOCAB_SIZE  # type: ignore[no-redef]
 
     torch.manual_seed(0)
     heads = max(2, width // 16)

@@ -38,7 +38,16 @@ from ..types import (
     VisionBackendCapabilities,
 )
 from ._common import choose_seed, image_asset, video_asset
-from ._diffusers import batching, families, loading, loras, optimize, outputs, run
+from ._diffusers import (
+    batching,
+    explicit_batch,
+    families,
+    loading,
+    loras,
+    optimize,
+    outputs,
+    run,
+)
 from ._diffusers.cache import Entry, PipelineCache
 from .base_backend import VisionBackend
 
@@ -355,6 +364,8 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         required: tuple[str, ...] = (),
     ) -> GeneratedAsset:
         result, meta = self._call(info, kind, request, inputs, control, required)
+        if explicit_batch.active():  # run_batch: every image of the call, each its own asset
+            return explicit_batch.collect(result, meta, info.source, request.output_format)
         return image_asset(outputs.image_output(result, info.source), request.output_format, meta)
 
     def _video(
@@ -405,9 +416,10 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         entry, load_s = self._entry(info)
         scheduler = extra.get("scheduler")
         args = (entry, info, kind, request, inputs, required, wanted_loras, scheduler)
-        if self._coalescer is None or kind != families.T2I:
+        items = explicit_batch.items(request.prompt, seed, control)  # >1 inside run_batch
+        if self._coalescer is None or kind != families.T2I or len(items) > 1:
             with entry.lock:
-                result, meta = self._run(*args, [batching.Item(request.prompt, seed, control)])
+                result, meta = self._run(*args, items)
         else:
             key = (entry.key, kind, inputs["width"], inputs["height"], request.steps)
             key += (request.guidance_scale, request.negative_prompt, wanted_loras, scheduler)
@@ -465,7 +477,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         if not single:
             wanted["prompt"] = [item.prompt for item in items]
         kwargs = run.filter_kwargs(pipe, wanted, required=required)
-        kwargs.update(families.family_kwargs(pipe, kwargs, request.extra))
+        kwargs.update(families.family_kwargs(pipe, kwargs, request))
         kwargs.update(run.guidance_kwargs(pipe, request.guidance_scale))
         kwargs.update(run.progress_kwargs(pipe, control, steps))
         optimize.before_call(entry.pipe, pipe, self.config, steps)

@@ -114,7 +114,6 @@ def load_pipeline(info: ModelInfo, options: LoadOptions, device: str) -> Any:
             info.source, **{k: v for k, v in kwargs.items() if v is not None}, **speed.kwargs
         )
         place(pipe, options, device)
-        optimize.optimize_pipeline(pipe, options, device, speed)
     except torch.cuda.OutOfMemoryError:
         empty_device_cache()
         raise OutOfMemoryError(
@@ -126,6 +125,7 @@ def load_pipeline(info: ModelInfo, options: LoadOptions, device: str) -> Any:
             f"cannot load {info.source} ({info.class_name}): {exc}. Check that every component "
             "is present (variant, revision), or allow downloads."
         ) from None
+    optimize.optimize_pipeline(pipe, options, device, speed)  # its errors name the option
     return pipe
 
 

@@ -206,7 +206,7 @@ def key_suffix(config: Any) -> str:
     on = settings(config)
     if config.gguf_file is not None:
         on["gguf_file"] = str(config.gguf_file)
-    if config.quantize is not None:
+    if config.quantize is not None and config.quantize_components:
         on["quantize_components"] = ",".join(config.quantize_components)
     return "#" + ",".join(f"{k}={v}" for k, v in on.items()) if on else ""
 
@@ -410,6 +410,8 @@ def prepare_load(info: Any, config: Any, device: str, dtype: Any) -> Prepared:
             f"quantize={config.quantize} ({QUANTIZE_MODES[config.quantize][1]}) runs on CUDA "
             f"only; this backend runs on {device}: use quantize=int8 or a gguf_file"
         )
+    if config.attention_backend is not None:
+        _check_attention(config.attention_backend, config, device)
     index = _model_index(info.source, config)
     components = _components(index) if index is not None else {}
     prepared = Prepared()
@@ -420,12 +422,11 @@ def prepare_load(info: Any, config: Any, device: str, dtype: Any) -> Prepared:
         prepared.estimate = estimate_weights(info.source, index, config, size)
         if prepared.estimate is not None:
             log.info(
-                "%s: %.3f B parameters; weights ~%.2f GB (%.2f GB unquantised, %s), "
-                "estimated before load",
+                "%s: %s parameters; weights ~%s (%s unquantised, %s), estimated before load",
                 info.source,
-                prepared.estimate["parameters"] / 1e9,
-                prepared.estimate["weights_bytes"] / 1e9,
-                prepared.estimate["weights_bytes_unquantized"] / 1e9,
+                _count(prepared.estimate["parameters"]),
+                _gb(prepared.estimate["weights_bytes"]),
+                _gb(prepared.estimate["weights_bytes_unquantized"]),
                 str(dtype).replace("torch.", ""),
             )
     if config.quantize is not None:
@@ -448,6 +449,14 @@ def prepare_load(info: Any, config: Any, device: str, dtype: Any) -> Prepared:
     if config.gguf_file is not None:
         prepared.kwargs.update(_gguf_denoiser(info, config, components, dtype))
     return prepared
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e9:.2f} B" if n >= 1e8 else f"{n / 1e6:.2f} M"
+
+
+def _gb(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.2f} MiB"
 
 
 def _model_index(source: str, config: Any) -> Path | None:
@@ -529,7 +538,7 @@ def optimize_pipeline(pipe: Any, config: Any, device: str, prepared: Prepared) -
     record: dict[str, Any] = settings(config)
     _, denoiser = _denoiser(pipe)
     if config.attention_backend is not None:
-        _set_attention(denoiser, config.attention_backend, config, device)
+        _set_attention(denoiser, config.attention_backend)
     if config.step_cache is not None:
         state = _STATE.setdefault(pipe, {})
         state["current"] = pipe
@@ -542,7 +551,8 @@ def optimize_pipeline(pipe: Any, config: Any, device: str, prepared: Prepared) -
     _APPLIED[pipe] = record
 
 
-def _set_attention(denoiser: Any, backend: str, config: Any, device: str) -> None:
+def _check_attention(backend: str, config: Any, device: str) -> None:
+    """Refuse an unknown, download-only, uninstalled or CUDA-only backend before loading."""
     from diffusers.models.attention_dispatch import (
         AttentionBackendName,
         _check_attention_backend_requirements,
@@ -577,6 +587,9 @@ def _set_attention(denoiser: Any, backend: str, config: Any, device: str) -> Non
             f"attention_backend={backend} runs on CUDA only; this backend runs on {device}: "
             "use attention_backend=native"
         )
+
+
+def _set_attention(denoiser: Any, backend: str) -> None:
     reached = [
         m
         for m in denoiser.modules()

@@ -275,9 +275,13 @@ def _read_regular(path: Path, base_dir: Path, artifact_id: str) -> bytes:
         raise
     except OSError:  # ENXIO (a socket), ELOOP (a link swapped in), EACCES...
         raise broken from None
-    with os.fdopen(fd, "rb") as fh:
+    try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise broken
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as fh:
         return fh.read()
 
 

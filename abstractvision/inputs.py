@@ -189,12 +189,16 @@ class ImageResolver:
             fd = os.open(resolved, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise InvalidRequestError(field, text, "no such file") from None
-        with os.fdopen(fd, "rb") as fh:
+        try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise InvalidRequestError(field, text, "no such file")
             if info.st_size > self.max_bytes:
                 raise InvalidRequestError(field, text, f"must be <= {self.max_bytes} bytes")
+        except BaseException:
+            os.close(fd)
+            raise
+        with os.fdopen(fd, "rb") as fh:
             data = fh.read(self.max_bytes + 1)
         if len(data) > self.max_bytes:
             raise InvalidRequestError(field, text, f"must be <= {self.max_bytes} bytes")

@@ -102,7 +102,7 @@ class _CheckedLines:
     def __init__(self, source: BinaryIO, on_eof: Callable[[], None]) -> None:
         self.source = source
         self.on_eof = on_eof
-        self.errors: MemoryObjectSendStream[types.JSONRPCError] | None = None
+        self.errors: MemoryObjectSendStream[SessionMessage] | None = None
 
     def __aiter__(self) -> _CheckedLines:
         return self
@@ -112,6 +112,8 @@ class _CheckedLines:
             raw = await anyio.to_thread.run_sync(self.source.readline, abandon_on_cancel=True)
             if not raw:
                 self.on_eof()
+                if self.errors is not None:
+                    await self.errors.aclose()  # the answers already queued still go out
                 raise StopAsyncIteration
             line = raw.decode("utf-8", errors="replace")
             error = check_line(line)
@@ -121,7 +123,7 @@ class _CheckedLines:
                 continue
             log.warning("malformed JSON-RPC on stdin answered with %s", error.error.code)
             if self.errors is not None:
-                await self.errors.send(error)
+                await self.errors.send(SessionMessage(error))
 
 
 @contextlib.contextmanager
@@ -175,26 +177,27 @@ def serve_stdio(server: Server[Any], *, grace_s: float = EXIT_GRACE_S) -> None:
     async def run() -> None:
         with _divert_stdin() as source:
             lines = _CheckedLines(source, on_eof)
-            send_errors, errors = anyio.create_memory_object_stream[types.JSONRPCError](64)
-            lines.errors = send_errors
+            # One outgoing queue for the session's messages and the error answers, so neither
+            # can close stdout while the other still has something to say.
+            out, outgoing = anyio.create_memory_object_stream[SessionMessage](64)
+            lines.errors = out.clone()
+            session_out = out.clone()
+            out.close()
             async with (
                 stdio_server(stdin=lines) as (read, write),  # type: ignore[arg-type]
                 anyio.create_task_group() as group,
             ):
 
-                async def answer_errors() -> None:
-                    async for error in errors:
-                        await write.send(SessionMessage(error))
+                async def forward() -> None:
+                    async with outgoing, write:
+                        async for message in outgoing:
+                            await write.send(message)
 
-                async def session() -> None:
-                    await server.run(read, write, server.create_initialization_options())
-                    group.cancel_scope.cancel()
-
-                group.start_soon(answer_errors)
-                group.start_soon(session)
-                await anyio.to_thread.run_sync(eof.wait, abandon_on_cancel=True)
-                group.cancel_scope.cancel()
-            await write.aclose()  # lets the SDK's stdout writer finish
+                group.start_soon(forward)
+                # Ends when stdin does (the SDK closes ``read``); the watchdog started at EOF
+                # bounds how long in-flight work may hold it.
+                async with session_out:
+                    await server.run(read, session_out, server.create_initialization_options())
 
     anyio.run(run)
     # The session is over. Threads still busy (a model load, a generation) would hold the

@@ -32,14 +32,15 @@ def test_device_limit_counts_and_refuses() -> None:
 
 
 async def test_mcp_call_past_the_queue_is_busy(tmp_path: Path) -> None:
-    cfg = config(tmp_path, "--max-queue", "1", "--wait-s", "0")
+    cfg = config(tmp_path, "--max-queue", "1", "--wait-s", "20")
     backend = FaultBackend(step_s=0.1)
     async with connect(cfg, backend) as client:
-        running = await client.call_tool("text_to_image", {"prompt": "a", "steps": 10})
-        queued = await client.call_tool("text_to_image", {"prompt": "b", "steps": 10})
+        now = {"steps": 10, "wait_s": 0}
+        running = await client.call_tool("text_to_image", {"prompt": "a", **now})
+        queued = await client.call_tool("text_to_image", {"prompt": "b", **now})
         assert not running.is_error and not queued.is_error
         before = snapshot(tmp_path / "store")
-        busy = await client.call_tool("text_to_image", {"prompt": "c", "steps": 10})
+        busy = await client.call_tool("text_to_image", {"prompt": "c", **now})
         assert busy.is_error
         assert "busy" in text(busy) and "retry after" in text(busy)
         assert snapshot(tmp_path / "store") == before

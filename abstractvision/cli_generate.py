@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import cli_models
 from .artifacts import MediaStore
 from .backends import BACKENDS, backend_options, create_backend, parse_key_values
-from .control import GenerationControl, ProgressEvent
-from .errors import AbstractVisionError, UnknownModelError
+from .control import GenerationControl
+from .errors import AbstractVisionError, GenerationCancelledError, UnknownModelError
 from .inputs import ImageResolver
 from .object_store import open_store
 from .tools import FORMATS, tool_result, tool_specs
@@ -32,6 +34,7 @@ TASK_COMMANDS: dict[str, Task] = {
     "t2v": Task.TEXT_TO_VIDEO,
     "i2v": Task.IMAGE_TO_VIDEO,
     "angles": Task.MULTI_VIEW_IMAGE,
+    "upscale": Task.IMAGE_UPSCALE,
 }
 _SUFFIX_FORMATS = {".png": "png", ".webp": "webp", ".jpg": "jpeg", ".jpeg": "jpeg"}
 _SUFFIX_FORMATS.update({".mp4": "mp4", ".gif": "gif"})
@@ -44,12 +47,24 @@ def _angle(text: str) -> Any:
 
 def add_backend_flags(parser: argparse.ArgumentParser) -> None:
     """--backend, --model, --device, --backend-option: which engine and model to build."""
-    parser.add_argument("--backend", choices=list(BACKENDS), default="diffusers", help="engine")
-    parser.add_argument("--model", help="model: Hub id or local folder")
-    parser.add_argument("--device", help="torch device for local engines (cpu, cuda, mps)")
+    parser.add_argument(
+        "--backend",
+        choices=list(BACKENDS),
+        help="engine (default: the recommended one for this machine) [env ABSTRACTVISION_BACKEND]",
+    )
+    parser.add_argument(
+        "--model",
+        help="model: Hub id or local folder (default: the registry's recommended one for this "
+        "machine) [env ABSTRACTVISION_MODEL]",
+    )
+    parser.add_argument(
+        "--device",
+        help="torch device for local engines (cpu, cuda, mps) [env ABSTRACTVISION_DEVICE]",
+    )
     parser.add_argument(
         "--backend-option", action="append", default=[], metavar="K=V", help="backend option"
     )
+    cli_models.add_shared_flags(parser)
 
 
 def _help(schema: dict[str, Any]) -> str:
@@ -78,6 +93,8 @@ def _configure_task(task: Task) -> Callable[[argparse.ArgumentParser], None]:
                 options.update(metavar="IMAGE", required=name in required)
             elif kind == "boolean":
                 options.update(action="store_true", default=None)
+            elif kind == "array" and schema.get("items", {}).get("type") == "integer":
+                options.update(nargs="+", type=int, metavar="N")  # --seeds 1 2 3
             elif kind == "array":
                 options.update(nargs="+", type=_angle, metavar="ANGLE")
             elif "enum" in schema:
@@ -109,36 +126,12 @@ def _configure_task(task: Task) -> Callable[[argparse.ArgumentParser], None]:
 
 def build_manager(args: argparse.Namespace, store: MediaStore | None) -> VisionManager:
     """The backend the flags name, behind a manager (with ``store``, results are refs)."""
-    options = backend_options(
-        args.backend, args.backend_option, model=args.model, device=args.device
-    )
-    return VisionManager(backend=create_backend(args.backend, **options), store=store)
+    backend = args.backend or "diffusers"
+    options = backend_options(backend, args.backend_option, model=args.model, device=args.device)
+    return VisionManager(backend=create_backend(backend, **options), store=store)
 
 
-class ProgressBar:
-    """A one-line bar on a terminal: ``message [#####-----] 50% ETA 3s``."""
-
-    def __init__(self, stream: Any, width: int = 24) -> None:
-        self.stream = stream
-        self.width = width
-        self.start = time.monotonic()
-
-    def __call__(self, event: ProgressEvent) -> None:
-        fraction = event.fraction
-        if fraction is None:
-            self.stream.write(f"\r{event.message}\x1b[K")
-        else:
-            done = int(fraction * self.width)
-            elapsed = time.monotonic() - self.start
-            eta = elapsed / fraction - elapsed if fraction > 0 else 0.0
-            bar = "#" * done + "-" * (self.width - done)
-            line = f"{event.message} [{bar}] {fraction:4.0%} ETA {eta:.0f}s"
-            self.stream.write(f"\r{line}\x1b[K")
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
+ProgressBar = cli_models.ProgressBar  # one bar for downloads and steps
 
 
 def _params(args: argparse.Namespace, store: MediaStore | None) -> dict[str, Any]:
@@ -156,14 +149,28 @@ def _params(args: argparse.Namespace, store: MediaStore | None) -> dict[str, Any
 
 
 def _write(path: Path, assets: list[GeneratedAsset]) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
+    try:
+        return _write_all(path, assets, rows)
+    except BaseException:  # no partial output: remove what this call wrote
+        for row in rows:
+            Path(row["path"]).unlink(missing_ok=True)
+        raise
+
+
+def _write_all(
+    path: Path, assets: list[GeneratedAsset], rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     for index, asset in enumerate(assets):
         target = path
         if len(assets) > 1:
-            label = asset.metadata.get("angle") or asset.metadata.get("role") or index
+            seed = asset.metadata.get("seed")
+            label = asset.metadata.get("angle") or asset.metadata.get("role") or f"seed{seed}"
             target = path.with_name(f"{path.stem}-{index}-{label}{path.suffix}")
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(asset.data)
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_bytes(asset.data)
+        os.replace(partial, target)
         keys = ("width", "height", "num_frames", "fps", "seed", "model", "role", "angle")
         facts = {k: asset.metadata[k] for k in keys if asset.metadata.get(k) is not None}
         rows.append({"path": str(target), "content_type": asset.mime_type, **facts})
@@ -174,9 +181,9 @@ def _run_task(args: argparse.Namespace) -> int:
     try:
         return _generate(args)
     except UnknownModelError as exc:
-        if "allow_download" not in str(exc):
-            raise
-        hint = f"{exc}; here: --backend-option allow_download=true (or `hf download {args.model}`)"
+        hint = str(exc)
+        if "allow_download" in hint:  # the engine's own words: say it in this command's flags
+            hint = f"{exc}; here: --allow-download (or `abstractvision pull {args.model}`)"
         if args.json:
             print(json.dumps({"error": hint, "kind": type(exc).__name__}))
         raise UnknownModelError(hint) from None
@@ -187,14 +194,27 @@ def _run_task(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    cli_models.quiet_third_party(args.verbose)
+    cli_models.apply_settings(args)  # ABSTRACTVISION_* as the server reads them
     store: MediaStore | None = None
     if args.store or args.store_option:  # options alone are refused by open_store
         store = open_store(args.store, parse_key_values(args.store_option, "--store-option"))
     params = _params(args, store)
+    try:
+        cli_models.prepare_model(args)  # the default model; pulled first when allowed
+    except GenerationCancelledError:
+        sys.stderr.write("abstractvision: download interrupted; run again to resume\n")
+        return cli_models.EXIT_INTERRUPTED
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.json else None
     control = GenerationControl(bar)
     try:
-        result = build_manager(args, store).run(args.task, params, control=control)
+        with cli_models.cancel_on_interrupt(control):
+            result = build_manager(args, store).run(args.task, params, control=control)
+    except GenerationCancelledError:
+        if bar is not None:
+            bar.close()
+        sys.stderr.write("abstractvision: cancelled; nothing was written\n")
+        return cli_models.EXIT_INTERRUPTED
     finally:
         if bar is not None:
             bar.close()
@@ -218,6 +238,7 @@ def _configure_tools(parser: argparse.ArgumentParser) -> None:
 
 
 def _tools(args: argparse.Namespace) -> int:
+    cli_models.apply_settings(args)
     manager = build_manager(args, None) if args.model else None
     print(json.dumps(tool_specs(args.format, manager, all_tasks=args.all), indent=2))
     return 0

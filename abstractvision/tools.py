@@ -147,9 +147,12 @@ def group_views(refs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def tool_result(result: Any) -> dict[str, Any]:
-    """A stored result (one ref, or a multi-view list) as the tool message content."""
+    """A stored result (one ref, a multi-view list, or ``{images}`` for count > 1)."""
     if isinstance(result, list):
-        return group_views([flatten_ref(r) for r in result])
+        refs = [flatten_ref(r) for r in result]
+        if not any("role" in r for r in refs):  # a batch (count > 1), not multi-view
+            return {"images": refs}
+        return group_views(refs)
     if not isinstance(result, Mapping):
         raise AbstractVisionError("tool results need a store: got bytes, not an artifact ref")
     return flatten_ref(result)

@@ -97,7 +97,11 @@ def generation_result(
     multi-view).
     """
     refs = [flatten_ref(r) for r in (result if isinstance(result, list) else [result])]
-    if isinstance(result, list):
+    if isinstance(result, list) and task != "multi_view_image":  # count > 1: one ref per image
+        seeds = ", ".join(str(r.get("seed")) for r in refs)
+        structured, shown = {"images": refs}, refs[0]
+        line = f"{len(refs)} images (seeds {seeds}); first: {describe(task, refs[0])}"
+    elif isinstance(result, list):
         structured, line = multi_view_content(refs)
         shown = structured["contact_sheet"]
     else:

@@ -9,18 +9,48 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from abstractvision import InvalidRequestError, Task, tool_schemas
+from abstractvision import InvalidRequestError, Task, VisionBackendCapabilities, tool_schemas
 
 JOB_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
 
 
+_CONTROL = ("control_image", "control_type", "control_strength")
+IMAGE_TEXT = "A ref, artifact URI, data URL, base64, path or URL."
+
+
 def task_input_schema(
-    task: Task, models: Sequence[str], extra_keys: Mapping[str, str], max_wait_s: float
+    task: Task,
+    models: Sequence[str],
+    caps: VisionBackendCapabilities,
+    max_wait_s: float,
 ) -> dict[str, Any]:
-    """The flat input schema of one task tool: the library's, plus ``wait_s``."""
-    return tool_schemas.task_input_schema(
-        task, models, extra_keys, more={"wait_s": wait_schema(max_wait_s)}
+    """The flat input schema of one task tool: the library's, plus ``wait_s``, kept small.
+
+    tools/list stays within 12 KB with every tool listed: fields the backend says it cannot
+    use are left out (control images unless supported, the mask when it cannot mask), image
+    inputs share one short form, and empty defaults are dropped. Every bound stays.
+    """
+    schema = tool_schemas.task_input_schema(
+        task, models, caps.extra_keys, more={"wait_s": wait_schema(max_wait_s)}
     )
+    props = schema["properties"]
+    unused = [*(_CONTROL if caps.supports_control_image is not True else ())]
+    unused += ["mask"] if caps.supports_mask is False else []
+    for name in unused:
+        props.pop(name, None)
+    for name, prop in props.items():
+        if "anyOf" in prop and prop.get("description", "").endswith(tool_schemas.IMAGE_SCHEMA_TEXT):
+            text = prop["description"][: -len(tool_schemas.IMAGE_SCHEMA_TEXT)].strip()
+            props[name] = {
+                "anyOf": [
+                    {"type": "object", "required": ["$artifact"]},
+                    {"type": "string", "minLength": 1},
+                ],
+                "description": f"{text} {IMAGE_TEXT}",
+            }
+        elif prop.get("default") in ([], {}):
+            del prop["default"]
+    return schema
 
 
 def wait_schema(max_wait_s: float) -> dict[str, Any]:
@@ -29,7 +59,7 @@ def wait_schema(max_wait_s: float) -> dict[str, Any]:
         "type": "number",
         "minimum": 0,
         "maximum": max_wait_s,
-        "description": "Seconds to wait before returning a job handle for get_job.",
+        "description": "Then return a job_id for get_job.",
     }
 
 
@@ -68,30 +98,15 @@ UTILITY_INPUTS: dict[str, dict[str, Any]] = {
     ),
 }
 
-# One artifact ref in a result (more keys may follow: size_bytes, sha256, timings...).
-REF_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "$artifact": {"type": "string"},
-        "uri": {"type": "string"},
-        "content_type": {"type": "string"},
-        "width": {"type": "integer"},
-        "height": {"type": "integer"},
-        "frames": {"type": "integer"},
-        "model": {"type": "string"},
-        "seed": {"type": "integer"},
-        "replica_id": {"type": "string", "description": "The Ray Serve replica that made it."},
-    },
-}
-_JOB_PROPS: dict[str, Any] = {
-    "job_id": {"type": "string"},
-    "status": {"type": "string", "enum": JOB_STATUSES},
-}
+# Output schemas: the keys an agent reads (results carry more: sha256, size_bytes, timings...).
+_STR, _INT = {"type": "string"}, {"type": "integer"}
+REF_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"$artifact": _STR, "uri": _STR}}
+_JOB_PROPS: dict[str, Any] = {"job_id": _STR, "status": {"enum": JOB_STATUSES}}
 # multi_view_image: refs by role (each carries role, angle, view_index...), or a job handle.
 _VIEWS_PROPS: dict[str, Any] = {
-    "reference": {"type": ["object", "null"], "description": "Generated reference; null if given."},
-    "views": {"type": "array", "items": {"type": "object"}, "description": "One ref per angle."},
-    "contact_sheet": {"type": "object", "description": "All views on one labelled image."},
+    "reference": {"type": ["object", "null"]},
+    "views": {"type": "array"},
+    "contact_sheet": {"type": "object"},
 }
 MULTI_VIEW_OUTPUT: dict[str, Any] = {"type": "object", "properties": {**_VIEWS_PROPS, **_JOB_PROPS}}
 # The other task tools: the ref itself, or a job handle. get_job returns either shape.
@@ -99,10 +114,7 @@ GENERATION_OUTPUT: dict[str, Any] = {
     "type": "object",
     "properties": {**REF_SCHEMA["properties"], **_JOB_PROPS},
 }
-GET_JOB_OUTPUT: dict[str, Any] = {
-    "type": "object",
-    "properties": {**GENERATION_OUTPUT["properties"], **_VIEWS_PROPS},
-}
+GET_JOB_OUTPUT: dict[str, Any] = {"type": "object", "properties": _JOB_PROPS}
 
 
 def check_arguments(schema: Mapping[str, Any], arguments: Mapping[str, Any]) -> None:

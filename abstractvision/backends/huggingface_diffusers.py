@@ -48,6 +48,7 @@ from ._diffusers import (
     outputs,
     run,
 )
+from ._diffusers import control as diffusers_control
 from ._diffusers.cache import Entry, PipelineCache
 from .base_backend import VisionBackend
 
@@ -182,7 +183,9 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         return VisionBackendCapabilities(
             supported_tasks=tuple(t for t in _TASKS if t in by_task),
             supports_mask=mask,
-            supports_control_image=False,
+            supports_control_image=diffusers_control.supports_control(
+                self._infos, by_task.get(families.T2I, [])
+            ),
             max_width=LIMITS.max_side,
             max_height=LIMITS.max_side,
             extra_keys=dict(run.EXTRA_KEYS),
@@ -289,7 +292,9 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
     ) -> GeneratedAsset:
         info = self._model_for(families.T2I, request.model)
         inputs = {"prompt": request.prompt, "width": request.width, "height": request.height}
-        return self._image(info, families.T2I, request, inputs, control)
+        more, required = diffusers_control.control_inputs(info, request)  # control image
+        inputs.update(more)
+        return self._image(info, families.T2I, request, inputs, control, required=required)
 
     def edit_image(
         self, request: ImageEditRequest, *, control: GenerationControl | None = None
@@ -417,7 +422,8 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         scheduler = extra.get("scheduler")
         args = (entry, info, kind, request, inputs, required, wanted_loras, scheduler)
         items = explicit_batch.items(request.prompt, seed, control)  # >1 inside run_batch
-        if self._coalescer is None or kind != families.T2I or len(items) > 1:
+        alone = len(items) > 1 or getattr(request, "control_image", None) is not None
+        if self._coalescer is None or kind != families.T2I or alone:
             with entry.lock:
                 result, meta = self._run(*args, items)
         else:

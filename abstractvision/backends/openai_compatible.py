@@ -34,6 +34,7 @@ from ..types import (
     ImageEditRequest,
     ImageGenerationRequest,
     ImageToVideoRequest,
+    ImageUpscaleRequest,
     Task,
     VideoGenerationRequest,
     VisionBackendCapabilities,
@@ -52,6 +53,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _TASKS = tuple(t.value for t in Task if t is not Task.MULTI_VIEW_IMAGE)
+# image_upscale only when asked for (tasks=[..., "image_upscale"]): OpenAI itself has no such
+# route; `abstractvision serve` and AbstractCore's server answer POST /images/upscale.
+_DEFAULT_TASKS = tuple(t for t in _TASKS if t != Task.IMAGE_UPSCALE.value)
 
 # The only ``extra`` keys forwarded (plus those a config adds); each goes into the request body.
 EXTRA_KEYS: Mapping[str, str] = MappingProxyType(
@@ -70,7 +74,7 @@ EXTRA_KEYS: Mapping[str, str] = MappingProxyType(
 RESERVED = frozenset(
     {"prompt", "model", "n", "size", "response_format", "output_format", "image", "mask"}
     | {"input_reference", "stream", "negative_prompt", "seed", "steps", "guidance_scale"}
-    | {"strength", "num_frames", "fps"}
+    | {"strength", "num_frames", "fps", "scale"}
 )
 
 
@@ -83,7 +87,7 @@ class OpenAICompatibleBackendConfig:
     api_key: str | None = None
     model_id: str | None = None
     models: Mapping[str, str | Sequence[str]] = field(default_factory=dict)
-    tasks: Sequence[str] = _TASKS
+    tasks: Sequence[str] = _DEFAULT_TASKS
     supports_mask: bool = True
     timeout_s: float = 300.0
     max_retries: int = 3
@@ -96,6 +100,7 @@ class OpenAICompatibleBackendConfig:
     video_timeout_s: float = 3600.0
     images_generations_path: str = "/images/generations"
     images_edits_path: str = "/images/edits"
+    images_upscale_path: str = "/images/upscale"
     videos_path: str = "/videos"
     extra_keys: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -185,7 +190,7 @@ class OpenAICompatibleVisionBackend(VisionBackend):
 
     def _image_call(
         self,
-        request: ImageGenerationRequest | ImageEditRequest,
+        request: ImageGenerationRequest | ImageEditRequest | ImageUpscaleRequest,
         sent: dict[str, Any],
         control: GenerationControl | None,
         *,
@@ -233,6 +238,30 @@ class OpenAICompatibleVisionBackend(VisionBackend):
             except InvalidRequestError as exc:
                 raise BackendError(f"the service's result URL was not fetched: {exc}") from None
         raise BackendError("the service's result has neither b64_json nor url")
+
+    def upscale_image(
+        self, request: ImageUpscaleRequest, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        """Multipart POST to ``images_upscale_path``: the image, scale and the common fields."""
+        if Task.IMAGE_UPSCALE.value not in self.config.tasks:
+            raise self._unsupported(Task.IMAGE_UPSCALE.value)
+        model = request.model or next(iter(self.config.models.get("image_upscale", ())), None)
+        fields: dict[str, Any] = {"model": model or self.config.model_id}
+        for name in ("prompt", "negative_prompt", "scale", "seed", "steps", "guidance_scale"):
+            fields[name] = getattr(request, name)
+        fields["output_format"] = request.output_format
+        fields["response_format"] = self.config.response_format
+        for key, value in request.extra.items():
+            if key in RESERVED or key not in self._extra_keys:
+                accepted = ", ".join(sorted(self._extra_keys))
+                raise InvalidRequestError(f"extra.{key}", value, f"accepted: {accepted}")
+            fields[key] = value
+        fields = {k: v for k, v in fields.items() if v is not None}
+        info = media.inspect_image(request.image, field="image")
+        files = {"image": (f"image.{info.format}", request.image, info.mime_type)}
+        data = {k: _form_value(v) for k, v in fields.items()}
+        path = self.config.images_upscale_path
+        return self._image_call(request, fields, control, data=data, files=files, path=path)
 
     # --- videos ----------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from ..types import LIMITS
 from .errors import ApiError
 
-__all__ = ["image_params", "read_body", "video_params"]
+__all__ = ["image_params", "read_body", "upscale_params", "video_params"]
 
 _INTS = frozenset({"n", "seed", "steps", "num_frames", "fps", "seconds"})
 _FLOATS = frozenset({"guidance_scale", "strength"})
@@ -203,3 +203,35 @@ def video_params(
         return "text_to_video", params, seconds
     params["image"] = image
     return "image_to_video", params, seconds
+
+
+_FACTOR = re.compile(r"^\s*(\d{1,2})\s*[xX]?\s*$")
+# AbstractCore's upscale form fields that have no meaning here (SeedVR2 options, routing).
+_UPSCALE_DROPPED = frozenset({"softness", "quantize", "provider", "base_url", "vae_tiling"})
+
+
+def upscale_params(
+    fields: Mapping[str, Any], files: Mapping[str, bytes], typed: bool, *, extra_keys: Collection[str]
+) -> dict[str, Any]:
+    """``/v1/images/upscale``: image (file), scale (``4`` or ``"4x"``; ``resolution`` "Nx" is
+    read as the same), optional prompt and the common fields."""
+    known = {*_COMMON, "scale", "resolution", "response_format", "output_format", "image"}
+    fields = {k: v for k, v in fields.items() if k not in _UPSCALE_DROPPED}
+    ours, extra = _take(fields, typed, known, extra_keys)
+    if ours.get("response_format") not in (None, "b64_json"):
+        raise ApiError(400, "only response_format=b64_json is served", param="response_format")
+    params = _params(ours, extra)
+    for name in ("scale", "resolution"):
+        value = ours.get(name)
+        if value is None or "scale" in params:
+            continue
+        match = _FACTOR.match(str(value)) if not isinstance(value, bool) else None
+        if match is None or (name == "resolution" and "x" not in str(value).lower()):
+            raise ApiError(400, f"{name}={value!r} must be a factor such as 2, 4 or '4x'", param=name)
+        params["scale"] = int(match[1])
+    if "image" in ours:
+        raise ApiError(400, "image must be sent as a file (multipart)", param="image")
+    if "image" not in files:
+        raise ApiError(400, "image is required (a multipart file)", param="image")
+    params["image"] = files["image"]
+    return params

@@ -26,7 +26,7 @@ from ..errors import BackendError, CapabilityNotSupportedError
 from ..types import REQUEST_TYPES, GeneratedAsset, Task
 from ..vision_manager import VisionManager
 from .errors import ApiError
-from .forms import image_params, read_body, video_params
+from .forms import image_params, read_body, upscale_params, video_params
 from .jobs import VideoJobs
 
 __all__ = ["ServerContext", "generate", "routes"]
@@ -64,11 +64,19 @@ def generate(
     task: str,
     params: dict[str, Any],
     control: GenerationControl,
-) -> GeneratedAsset:
-    """Generate (in a worker thread) under the device limit; a stored ref is read back."""
+) -> Any:
+    """Generate (in a worker thread) under the device limit; a stored ref is read back.
+
+    One ``GeneratedAsset``, or a list of them for an image batch (``count`` > 1)."""
     with device:
         control.check()
         result = manager.run(task, params, control=control)
+    if isinstance(result, list):
+        return [_asset(manager, task, r) for r in result]
+    return _asset(manager, task, result)
+
+
+def _asset(manager: VisionManager, task: str, result: Any) -> GeneratedAsset:
     if isinstance(result, GeneratedAsset):
         return result
     if isinstance(result, Mapping) and manager.store is not None:
@@ -106,13 +114,15 @@ async def _images(request: Request, task: str, *, edit: bool) -> Response:
     params, n = image_params(
         fields, files, typed, edit=edit, extra_keys=await _extra_keys(ctx), max_n=ctx.max_images
     )
+    if n > 1:
+        params["count"] = n  # one batch: image k uses seed+k (one pipeline call on Diffusers)
+    return _image_response(await _generate(ctx, task, params))
+
+
+def _image_response(result: Any) -> Response:
     data = []
     asset = None
-    for index in range(n):
-        one = dict(params)
-        if index and "seed" in one:
-            one["seed"] = (one["seed"] + index) % 2**32
-        asset = await _generate(ctx, task, one)
+    for asset in result if isinstance(result, list) else [result]:
         item: dict[str, Any] = {"b64_json": base64.b64encode(asset.data).decode("ascii")}
         if asset.metadata.get("revised_prompt"):
             item["revised_prompt"] = asset.metadata["revised_prompt"]
@@ -135,6 +145,15 @@ async def images_generations(request: Request) -> Response:
 
 async def images_edits(request: Request) -> Response:
     return await _images(request, "image_to_image", edit=True)
+
+
+async def images_upscale(request: Request) -> Response:
+    """``POST /v1/images/upscale`` (the route AbstractCore's server uses): multipart image +
+    scale; answered like an image generation."""
+    ctx = _ctx(request)
+    fields, files, typed = await read_body(request)
+    params = upscale_params(fields, files, typed, extra_keys=await _extra_keys(ctx))
+    return _image_response(await _generate(ctx, "image_upscale", params))
 
 
 async def videos_create(request: Request) -> Response:
@@ -201,6 +220,7 @@ async def models_list(request: Request) -> Response:
 routes = [
     Route("/v1/images/generations", images_generations, methods=["POST"]),
     Route("/v1/images/edits", images_edits, methods=["POST"]),
+    Route("/v1/images/upscale", images_upscale, methods=["POST"]),
     Route("/v1/videos", videos_create, methods=["POST"]),
     Route("/v1/videos", videos_list, methods=["GET"]),
     Route("/v1/videos/{video_id}", videos_retrieve, methods=["GET"]),

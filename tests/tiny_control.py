@@ -1,0 +1,57 @@
+"""Tiny random-weight control pipelines, built locally (no download).
+
+- ``build_tiny_sd_controlnet``: StableDiffusionControlNetPipeline = the tiny SD parts plus a
+  ControlNetModel mirroring the UNet's channels. A fresh ControlNet's output convolutions are
+  zero (it starts as a no-op), so they get random weights here: the control must matter.
+- ``build_tiny_flux_control``: FluxControlPipeline (FLUX.1 Canny/Depth shape): the control
+  image's packed latents are extra transformer input channels (in_channels 8 = 4 + 4).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["build_tiny_flux_control", "build_tiny_sd_controlnet"]
+
+
+def build_tiny_sd_controlnet(path: Path) -> Path:
+    import torch
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+    from tiny_models import _sd_parts
+
+    parts = _sd_parts()
+    torch.manual_seed(5)
+    controlnet = ControlNetModel(
+        in_channels=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=2,
+        norm_num_groups=2,
+        conditioning_embedding_out_channels=(4, 4, 8, 8),
+    )
+    with torch.no_grad():
+        for module in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+            module.weight.normal_(0, 0.5)
+            module.bias.normal_(0, 0.1)
+        last = controlnet.controlnet_cond_embedding.conv_out
+        last.weight.normal_(0, 0.5)
+    pipe = StableDiffusionControlNetPipeline(
+        **parts,
+        controlnet=controlnet,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(path)
+    return path
+
+
+def build_tiny_flux_control(path: Path) -> Path:
+    from diffusers import FluxControlPipeline
+    from tiny_families import _flux  # the shared FLUX.1 parts (tests/tiny_families.py)
+
+    pipe = FluxControlPipeline(**_flux(in_channels=8, out_channels=4)())
+    pipe.save_pretrained(path)
+    return path

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__, cli_doctor, cli_generate
+from . import __version__, cli_doctor, cli_generate, cli_models
 from .errors import AbstractVisionError, InvalidRequestError, UnknownModelError
 from .model_capabilities import ModelCapabilities, VisionModelCapabilitiesRegistry
 from .types import Task
@@ -52,6 +52,8 @@ def _summary(model: ModelCapabilities) -> dict[str, Any]:
 
 
 def _models(args: argparse.Namespace) -> int:
+    if args.installed:  # what is on disk, not what the registry knows
+        return cli_models.installed(args)
     registry = _registry(args)
     rows = [_summary(registry.get(m)) for m in registry.list_models(args.task)]
     if args.json:
@@ -106,6 +108,9 @@ def _show_model(args: argparse.Namespace) -> int:
 def _add_models(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=TASK_NAMES, help="only models that can run this task")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--installed", action="store_true", help="models on disk (Hub cache) with their sizes"
+    )
 
 
 def _add_tasks(parser: argparse.ArgumentParser) -> None:
@@ -152,7 +157,10 @@ COMMANDS: dict[str, Command] = {
         _server("serve"),
     ),
     "mcp": Command("run the MCP server (stdio by default)", _add_rest, _server("mcp")),
-    **{name: Command(*row) for name, row in {**cli_generate.ROWS, **cli_doctor.ROWS}.items()},
+    **{
+        name: Command(*row)
+        for name, row in {**cli_generate.ROWS, **cli_doctor.ROWS, **cli_models.ROWS}.items()
+    },
 }
 
 

@@ -87,7 +87,7 @@ def test_exit_codes(tiny_sd_dir: Path, tmp_path: Path) -> None:
     assert invalid.returncode == 2 and "width=65" in invalid.stderr
     missing = cli("t2i", "--model", "nobody/not-downloaded", "x", "--json", cwd=tmp_path)
     assert missing.returncode == 2
-    assert "hf download nobody/not-downloaded" in json.loads(missing.stdout)["error"]
+    assert "abstractvision pull nobody/not-downloaded" in json.loads(missing.stdout)["error"]
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "model_index.json").write_text("{")
     failed = cli("t2i", "--model", "broken", "x", cwd=tmp_path)

@@ -1,4 +1,6 @@
-"""Real processes: stdio (the bar), start-up speed without torch, streamable HTTP and SSE + auth."""
+"""Real processes: stdio (the bar), start-up without torch, streamable HTTP and SSE + auth.
+
+How fast tools/list answers after start is measured in benchmarks/, not asserted here."""
 
 from __future__ import annotations
 
@@ -49,21 +51,6 @@ async def test_stdio_generate_read_edit(tmp_path: Path, tiny_sd_dir: Path) -> No
         assert not edited.is_error, text(edited)
         out = await client.read_resource(edited.structured_content["uri"])
         assert base64.b64decode(out.contents[0].blob).startswith(b"\x89PNG")
-
-
-async def _time_to_tools(tmp_path: Path, model: Path) -> float:
-    params = StdioServerParameters(
-        command=sys.executable, args=server_args(tmp_path, model), env=ENV
-    )
-    start = time.perf_counter()
-    async with Client(params) as client:
-        assert (await client.list_tools()).tools
-        return time.perf_counter() - start
-
-
-async def test_tools_list_within_a_second_of_start(tmp_path: Path, tiny_sd_dir: Path) -> None:
-    best = min([await _time_to_tools(tmp_path, tiny_sd_dir) for _ in range(2)])
-    assert best < 1.0, f"tools/list took {best:.2f} s after process start"
 
 
 def test_start_and_tools_list_import_no_torch(tmp_path: Path, tiny_sd_dir: Path) -> None:

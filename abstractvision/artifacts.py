@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from . import compat
 from .errors import ArtifactNotFoundError, InvalidRequestError
 
 __all__ = [
@@ -389,6 +390,7 @@ class LocalAssetStore:
             return True
 
 
+@compat.old_config_names({"artifact_store": compat.rename("store")})
 class RuntimeArtifactStoreAdapter:
     """``MediaStore`` over an agent runtime's artifact store (duck-typed).
 

@@ -187,8 +187,8 @@ def old_config_names(table: Mapping[str, Converter]) -> Callable[[type], type]:
             for old in [k for k in kwargs if k in table]:
                 value = kwargs.pop(old)
                 new = table[old](value, kwargs)
-                if new is None:  # a current value of a current option
-                    kwargs[old] = value
+                if new is None:  # a current value of a current option (the converter may
+                    kwargs.setdefault(old, value)  # have rewritten it)
                 if not new:  # "" : an empty 0.3.x value, dropped without a warning
                     continue
                 warnings.warn(
@@ -416,10 +416,12 @@ class MFluxVisionBackend:
     def __init__(self, config: MFluxBackendConfig | None = None, **_: Any) -> None:
         from .errors import OptionalDependencyMissingError
 
-        raise OptionalDependencyMissingError(
+        error = OptionalDependencyMissingError("mlx-gen", None, feature="the MLX-Gen backend")
+        error.args = (
             "the MLX-Gen (mflux) backend is not part of abstractvision 0.4: use the diffusers "
-            "backend (PyTorch; MPS on Apple silicon), sdcpp (Metal) or an OpenAI-compatible service"
+            "backend (PyTorch; MPS on Apple silicon), sdcpp (Metal) or an OpenAI-compatible service",
         )
+        raise error
 
 
 # The 0.3.x keyword names of each config class (applied with ``old_config_names`` in its module).
@@ -471,6 +473,13 @@ def _lora_adapters(value: Any, kwargs: dict[str, Any]) -> str:
     return "extra={'loras': [{'source', 'weight'}]}"
 
 
+def _extra(value: Any, kwargs: dict[str, Any]) -> None:
+    """``extra`` itself is current; its 0.3.x LoRA keys become ``loras`` (no warning)."""
+    if isinstance(value, Mapping):
+        kwargs["extra"] = legacy_extra({**value, **dict(kwargs.get("extra") or {})})
+    return None
+
+
 def _resolution(value: Any, kwargs: dict[str, Any]) -> str:
     if value is None:
         return ""
@@ -486,7 +495,7 @@ def old_request_names(cls: type) -> type:
     import dataclasses
 
     names = {f.name for f in dataclasses.fields(cls)}
-    table: dict[str, Converter] = {"lora_adapters": _lora_adapters}
+    table: dict[str, Converter] = {"lora_adapters": _lora_adapters, "extra": _extra}
     if "num_frames" in names:
         table.update(guidance_2=_to_extra("guidance_scale_2"), flow_shift=_to_extra("flow_shift"))
     if "scale" in names:

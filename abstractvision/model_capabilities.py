@@ -13,12 +13,14 @@ import functools
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from . import compat
 from .errors import (
     CapabilityNotSupportedError,
     InvalidRequestError,
@@ -33,6 +35,7 @@ __all__ = [
     "RegistryError",
     "TaskCapabilities",
     "VisionModelCapabilitiesRegistry",
+    "validate_capabilities_json",
 ]
 
 HubId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")]
@@ -314,8 +317,23 @@ def _task(task: str | Task) -> Task:
         raise InvalidRequestError("task", task, f"unknown task; known: {known}") from None
 
 
+def validate_capabilities_json(data: Any) -> None:
+    """Check a registry document (parsed JSON); a ``RegistryError`` (a ValueError) names the
+    bad field. (0.3.x name; the registry validates its file the same way when loaded.)"""
+    _parse(json.dumps(data), "capabilities JSON")
+
+
+@compat.old_config_names({"asset_path": compat.rename("path")})
 class VisionModelCapabilitiesRegistry:
     """Read-only view of the registry. ``path=None`` uses the packaged file (cached)."""
+
+    def schema_version(self) -> str:
+        """The registry document's schema version (0.3.x API)."""
+        return str(self._doc.schema_version)
+
+    def iter_task_specs(self, model_id: str) -> Iterable[TaskSpec]:
+        """The task specs of one model (0.3.x API)."""
+        return self.get(model_id).tasks.values()
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         if path is None:

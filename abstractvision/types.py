@@ -28,6 +28,7 @@ from pydantic import (
 )
 from typing_extensions import NotRequired, TypedDict
 
+from . import compat
 from .errors import InvalidRequestError
 
 __all__ = [
@@ -614,6 +615,13 @@ REQUEST_TYPES: dict[Task, type[VisionRequest]] = {
         ImageUpscaleRequest,
     )
 }
+# 0.3.x constructor keywords (lora_adapters, guidance_2, resolution...) -> today's fields: compat
+for _cls in REQUEST_TYPES.values():
+    compat.old_request_names(_cls)
+# 0.3.x imported these from here
+from .compat import LoRAAdapterSpec as LoRAAdapterSpec  # noqa: E402
+from .compat import ProviderAdapterInfo as ProviderAdapterInfo  # noqa: E402
+from .compat import ProviderModelInfo as ProviderModelInfo  # noqa: E402
 
 
 def request_field_schemas(cls: type[VisionRequest]) -> dict[str, dict[str, Any]]:

@@ -60,6 +60,8 @@ _ENGINE_ALIASES = {
 }
 _MLX = ("mlx-gen", "mlx_gen", "mlx", "mflux")
 _SDCPP_FILES = ("diffusion_model", "vae", "llm", "llm_vision", "clip_l", "clip_g", "t5xxl")
+# settings whose absence means "no backend configured" (discovery answers empty, calls fail)
+_SETTINGS_FIELDS = ("OPENAI_API_KEY", "vision_base_url", "vision_model_id")
 # keyword arguments AbstractCore passes that are not request parameters
 _ROUTING = ("artifact_store", "run_id", "tags", "metadata", "provider", "model")
 
@@ -378,7 +380,7 @@ class AbstractVisionCapability:
     def t2i_batch(self, prompt: str, **kwargs: Any) -> list[Any]:
         from ..types import ImageGenerationRequest
 
-        kwargs["count"] = kwargs.get("count") or 1
+        _count_or_seeds(kwargs)
         return self._single(
             "generate_image_batch", ImageGenerationRequest, "text_to_image", (prompt,), kwargs
         )
@@ -388,7 +390,7 @@ class AbstractVisionCapability:
 
         store = kwargs.get("artifact_store")
         kwargs["mask"] = self._image("mask", kwargs.get("mask"), store)
-        kwargs["count"] = kwargs.get("count") or 1
+        _count_or_seeds(kwargs)
         data = self._image("image", image, store)
         return self._single(
             "edit_image_batch", ImageEditRequest, "image_to_image", (prompt, data), kwargs
@@ -499,8 +501,14 @@ class AbstractVisionCapability:
     # --- discovery ----------------------------------------------------------------------------
 
     def list_provider_models(self, *, task: str | None = None) -> list[dict[str, Any]]:
-        """The models the configured backend serves (per task), as ``ProviderModelInfo`` dicts."""
-        engine, _, backend = self._resolve()
+        """The models the configured backend serves (per task), as ``ProviderModelInfo`` dicts;
+        none when no backend is configured (no key for the default OpenAI API, no base URL)."""
+        try:
+            engine, _, backend = self._resolve()
+        except InvalidRequestError as exc:
+            if exc.field in _SETTINGS_FIELDS:
+                return []
+            raise
         vm = self._manager(backend, {})
         return [
             {**dataclasses.asdict(info), "provider": engine}
@@ -534,6 +542,14 @@ class AbstractVisionCapability:
         }
 
     list_available_providers = available_providers
+
+
+def _count_or_seeds(kwargs: dict[str, Any]) -> None:
+    """AbstractCore sends count=1 beside seeds; the seeds set the count."""
+    if kwargs.get("seeds") is not None:
+        kwargs.pop("count", None)
+    else:
+        kwargs["count"] = kwargs.get("count") or 1
 
 
 def _matches(record: Mapping[str, Any], key: str, value: Any) -> bool:

@@ -1,0 +1,145 @@
+"""AbstractCore 2.30 (the real package) runs vision on our backends through its plugin entry point.
+
+No LLM is called: ``create_llm`` only builds the host; ``llm.vision`` and
+``llm.generate(output=...)`` go to the capability plugin, which runs our Diffusers backend on a
+tiny local model. AbstractCore's server is served by uvicorn on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+from http_servers import half_mask, image_size, png, serving
+
+abstractcore = pytest.importorskip("abstractcore")
+pytestmark = pytest.mark.slow
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("ABSTRACTVISION_", "ABSTRACTCORE_VISION", "OPENAI_")):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def llm(tiny_sd_dir):  # type: ignore[no-untyped-def]
+    from abstractcore import create_llm
+
+    return create_llm(
+        "openai",
+        model="gpt-4o-mini",
+        api_key="sk-unused",  # no text generation happens
+        vision_backend="diffusers",
+        vision_model_id=str(tiny_sd_dir),
+        vision_device="cpu",
+    )
+
+
+def test_it_is_abstractcore_2_30_that_loads_our_plugin() -> None:
+    assert importlib.metadata.version("abstractcore") == "2.30.0"
+    names = {
+        ep.value
+        for ep in importlib.metadata.entry_points(group="abstractcore.capabilities_plugins")
+    }
+    assert "abstractvision.integrations.abstractcore_plugin:register" in names
+
+
+def test_t2i_returns_png_bytes_from_our_diffusers_backend(llm, tiny_sd_dir) -> None:  # type: ignore[no-untyped-def]
+    out = llm.vision.t2i("a red cube", width=64, height=64, steps=2, seed=1)
+    assert isinstance(out, bytes) and out.startswith(PNG) and image_size(out) == (64, 64)
+    assert llm.vision.backend_id == "abstractvision:openai"
+    again = llm.vision.t2i("a red cube", width=64, height=64, steps=2, seed=1)
+    assert again == out  # same seed, same image, on the warm backend
+
+    # a batch: image k is the single call with seeds[k]
+    batch = llm.vision.t2i_batch("a red cube", width=64, height=64, steps=2, seeds=[1, 2])
+    assert len(batch) == 2 and batch[0] == out and batch[1] != out
+
+    loaded = llm.vision.list_loaded_models()
+    assert [(r["provider"], r["model"]) for r in loaded] == [("diffusers", str(tiny_sd_dir))]
+    gone = llm.vision.unload_resident_model({"model": str(tiny_sd_dir)})
+    assert gone["state"] == "unloaded" and llm.vision.list_loaded_models() == []
+
+
+def test_edit_with_mask_and_runtime_artifact_store(llm) -> None:  # type: ignore[no-untyped-def]
+    from abstractruntime.storage.artifacts import InMemoryArtifactStore
+
+    store = InMemoryArtifactStore()
+    ref = llm.vision.i2i(
+        "make it blue", png(), mask=half_mask(), steps=2, seed=3, artifact_store=store, run_id="r1"
+    )
+    assert "$artifact" in ref
+    stored = store.load(ref["$artifact"])
+    data = stored if isinstance(stored, bytes) else stored.content
+    assert data.startswith(PNG)
+    # a ref as the input image, read back through the same store
+    again = llm.vision.i2i("sharper", ref, steps=2, seed=3, artifact_store=store)
+    assert "$artifact" in again and again["$artifact"] != ref["$artifact"]
+
+
+def test_generate_with_image_output_goes_through_the_plugin(llm) -> None:  # type: ignore[no-untyped-def]
+    result = llm.generate(
+        "a red cube", output={"modality": "image", "width": 64, "height": 64, "steps": 2, "seed": 1}
+    )
+    (item,) = result.outputs["image"]
+    assert item.backend_id == "abstractvision:openai" and item.data.startswith(PNG)
+
+
+def test_bad_value_is_refused_with_field_value_and_limit(llm) -> None:  # type: ignore[no-untyped-def]
+    from abstractvision import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError) as info:
+        llm.vision.t2i("a red cube", width=65, steps=2)
+    assert info.value.field == "width" and "multiple of 8" in info.value.limit
+
+
+def test_abstractcore_server_images_and_vision_models(
+    tiny_sd_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("ABSTRACTCORE_SERVER_ALLOW_UNAUTHENTICATED", "1")
+    monkeypatch.setenv("ABSTRACTVISION_DIFFUSERS_DEVICE", "cpu")
+    from abstractcore.server.app import app
+
+    with serving(app) as base, httpx.Client(base_url=base, timeout=120) as http:
+        body = {
+            "prompt": "a red cube",
+            "model": f"diffusers/{tiny_sd_dir}",
+            "width": 64,
+            "height": 64,
+            "steps": 2,
+            "seed": 1,
+        }
+        r = http.post("/v1/images/generations", json=body)
+        assert r.status_code == 200, r.text
+        data = base64.b64decode(r.json()["data"][0]["b64_json"])
+        assert data.startswith(PNG) and image_size(data) == (64, 64)
+        r = http.get("/v1/vision/models")
+        assert r.status_code == 200, r.text
+        assert r.json()["registry_available"] is True
+
+
+def test_plugin_registration_is_import_light() -> None:
+    code = (
+        "import sys, json\n"
+        "from abstractvision.integrations.abstractcore_plugin import register\n"
+        "calls = []\n"
+        "class R:\n"
+        "    def register_vision_backend(self, **kw): calls.append(kw['backend_id'])\n"
+        "register(R())\n"
+        "heavy = [m for m in ('torch', 'diffusers', 'PIL', 'pydantic', 'mcp') if m in sys.modules]\n"
+        "print(json.dumps([calls, heavy]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    calls, heavy = json.loads(out.stdout)
+    assert calls == ["abstractvision:openai", "abstractvision:openai-compatible"]
+    assert heavy == []

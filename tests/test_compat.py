@@ -1,0 +1,244 @@
+"""abstractvision 0.3.x users keep working: import cost, old names, old configs, old backends."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from abstractvision import (
+    CapabilityNotSupportedError,
+    GeneratedAsset,
+    InvalidRequestError,
+    VisionManager,
+)
+from abstractvision.backends import VisionBackend
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("PIL", "pydantic", "torch", "diffusers", "transformers", "mcp", "numpy", "httpx")
+
+
+def _run(code: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return out.stdout
+
+
+def test_import_abstractvision_is_light_until_a_name_is_used() -> None:
+    code = (
+        "import sys, json, time\n"
+        "t = time.perf_counter(); import abstractvision; dt = time.perf_counter() - t\n"
+        f"heavy = lambda: sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
+        "before = heavy(); abstractvision.VisionManager; after = heavy()\n"
+        "print(json.dumps([before, after, abstractvision.__version__]))\n"
+        "print(f'import abstractvision: {dt * 1000:.1f} ms', file=sys.stderr)\n"
+    )
+    before, after, version = json.loads(_run(code))
+    assert before == []
+    assert "PIL" in after and "pydantic" in after  # loaded on use
+    assert version == "0.4.0"
+
+
+def test_python_dash_m_abstractvision_and_the_mcp_extra_message() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "abstractvision", "--version"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "abstractvision 0.4.0"
+    code = (
+        "import sys; sys.modules['mcp'] = None  # as if the extra were not installed\n"
+        "from mcp_server.__main__ import main; sys.exit(main(['--help']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "pip install 'abstractvision[mcp]'" in out.stderr
+
+
+def test_extras_of_0_3_34_are_kept_and_mcp_is_not_a_base_dependency() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    old = tomllib.loads(
+        Path("/work/ref/abstractvision-0.3.34/pyproject.toml").read_text()
+        if Path("/work/ref/abstractvision-0.3.34/pyproject.toml").exists()
+        else "[project.optional-dependencies]\n"
+        + "\n".join(
+            f'"{n}" = []'
+            for n in [
+                "openai",
+                "openai-compatible",
+                "diffusers",
+                "sdcpp",
+                "mlx-gen",
+                "mflux",
+                "apple",
+                "gpu",
+                "huggingface",
+                "local",
+                "all",
+                "all-apple",
+                "all-gpu",
+                "diffusers-dev",
+                "huggingface-dev",
+                "abstractcore",
+                "models",
+                "test",
+                "docs",
+                "dev",
+            ]
+        )
+    )
+    wanted = set(old.get("project", old)["optional-dependencies"])
+    assert wanted <= set(project["optional-dependencies"])
+    assert not any(d.startswith(("mcp", "uvicorn", "starlette")) for d in project["dependencies"])
+    assert any(d.startswith("mcp") for d in project["optional-dependencies"]["mcp"])
+    plugins = project["entry-points"]["abstractcore.capabilities_plugins"]
+    assert plugins == {"abstractvision": "abstractvision.integrations.abstractcore_plugin:register"}
+
+
+def test_removed_public_names_are_back_and_real() -> None:
+    from abstractvision import LoRAAdapterSpec, ProviderModelInfo, VisionModelCapabilitiesRegistry
+    from abstractvision.model_capabilities import PACKAGED_PATH, validate_capabilities_json
+    from abstractvision.types import ImageGenerationRequest, ProviderAdapterInfo  # noqa: F401
+
+    reg = VisionModelCapabilitiesRegistry()
+    assert reg.schema_version() == "1"
+    model = reg.models_for_task("text_to_image")[0]
+    assert list(reg.iter_task_specs(model)) == list(reg.get(model).tasks.values())
+    validate_capabilities_json(json.loads(PACKAGED_PATH.read_text()))
+    with pytest.raises(ValueError, match="models"):
+        validate_capabilities_json({"schema_version": 1, "tasks": {}})
+    with pytest.warns(DeprecationWarning, match="use path"):
+        assert VisionModelCapabilitiesRegistry(asset_path=str(PACKAGED_PATH)).list_models()
+
+    # a LoRAAdapterSpec (0.3.x shape, scale) becomes an extra.loras entry (weight)
+    request = ImageGenerationRequest(
+        prompt="x", lora_adapters=[LoRAAdapterSpec(source="/loras/a", scale=0.5)]
+    )
+    assert request.extra == {"loras": [{"source": "/loras/a", "weight": 0.5}]}
+    info = ProviderModelInfo(id="m", capabilities=("text_to_image",))
+    assert info.object == "model"
+
+
+def test_loras_json_and_repo_file_sources_map_onto_extra_loras() -> None:
+    from http_servers import png
+
+    from abstractvision.types import ImageEditRequest
+
+    extra = {"loras_json": json.dumps([{"source": "org/repo:file.safetensors", "scale": 0.8}])}
+    request = ImageEditRequest(prompt="x", image=png(), extra=extra)
+    assert request.extra == {
+        "loras": [{"source": "org/repo", "weight": 0.8, "weight_name": "file.safetensors"}]
+    }
+    with pytest.raises(InvalidRequestError) as info:
+        ImageEditRequest(prompt="x", image=png(), extra={"loras_json": "[{oops"})
+    assert info.value.field == "extra.loras_json"
+
+
+class OldStyleBackend(VisionBackend):
+    """Written for 0.3.x: no get_capabilities, no control= keyword, NotImplementedError stubs."""
+
+    def __init__(self) -> None:
+        self.seen: list[object] = []
+
+    def generate_image(self, request):  # type: ignore[no-untyped-def]
+        self.seen.append(request)
+        return GeneratedAsset("image", b"PNG!" + request.prompt.encode(), "image/png")
+
+    def generate_video(self, request):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+
+def test_old_style_backend_runs_with_permissive_capabilities() -> None:
+    backend = OldStyleBackend()
+    caps = backend.get_capabilities()
+    assert set(caps.supported_tasks) == {"text_to_image", "text_to_video"}
+    vm = VisionManager(backend=backend)
+    asset = vm.generate_image("cat", extra={"anything": 1})
+    assert asset.data == b"PNG!cat" and backend.seen[0].extra == {"anything": 1}
+    with pytest.raises(CapabilityNotSupportedError, match="text_to_video"):
+        vm.generate_video("cat")
+    with pytest.raises(CapabilityNotSupportedError):
+        vm.edit_image("cat", b"x")
+
+
+def test_old_diffusers_config_names_warn_and_keep_their_behaviour() -> None:
+    from abstractvision.backends import HuggingFaceDiffusersBackendConfig
+    from abstractvision.backends._diffusers.loading import offload_for
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = HuggingFaceDiffusersBackendConfig(
+            model_id="m",
+            cpu_offload="auto",
+            auto_retry_fp32=True,
+            use_safetensors=True,
+            low_cpu_mem_usage=True,
+            torch_dtype=None,
+        )
+    messages = [str(w.message) for w in caught if w.category is DeprecationWarning]
+    assert len(messages) == 5
+    assert any("enable_model_cpu_offload='auto'" in m for m in messages)
+    assert any("torch_dtype='auto'" in m for m in messages)
+    assert cfg.enable_model_cpu_offload == "auto" and cfg.torch_dtype == "auto"
+    assert HuggingFaceDiffusersBackendConfig(
+        model_id="m", cpu_offload="sequential"
+    ).enable_sequential_cpu_offload
+    with pytest.raises(InvalidRequestError) as info:
+        HuggingFaceDiffusersBackendConfig(model_id="m", cpu_offload="fast")
+    assert info.value.field == "cpu_offload"
+    # "auto" decides by free GPU memory (a reserve of max(1.5 GiB, 10% of the card) kept free)
+    gib = 2**30
+    assert offload_for([4 * gib, 2 * gib], free=20 * gib, total=24 * gib) == ""
+    assert offload_for([8 * gib, 7 * gib], free=10 * gib, total=16 * gib) == "model"
+    assert offload_for([8 * gib, 7 * gib], free=8 * gib, total=16 * gib) == "sequential"
+
+
+def test_old_openai_and_sdcpp_config_names() -> None:
+    from abstractvision.backends import (
+        OpenAICompatibleBackendConfig,
+        StableDiffusionCppBackendConfig,
+    )
+
+    with pytest.warns(DeprecationWarning, match="videos_path"):
+        cfg = OpenAICompatibleBackendConfig(
+            base_url="http://127.0.0.1:9/v1",
+            image_generations_path="/gen",
+            text_to_video_path="/vid",
+            image_to_video_mode="json_b64",
+        )
+    assert cfg.images_generations_path == "/gen" and cfg.videos_path == "/vid"
+    with pytest.warns(DeprecationWarning, match="sampler, vae_tiling, n_threads"):
+        sd = StableDiffusionCppBackendConfig(
+            model="m.gguf",
+            sd_cli_path="sd-cli",
+            extra_args=["--sampling-method", "euler", "--vae-tiling", "-t", "2"],
+        )
+    assert (sd.sampler, sd.vae_tiling, sd.n_threads) == ("euler", True, 2)
+    with pytest.raises(InvalidRequestError) as info, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        StableDiffusionCppBackendConfig(model="m.gguf", extra_args="--rm-rf /")
+    assert info.value.field == "extra_args" and info.value.value == "--rm-rf"
+
+
+def test_runtime_adapter_takes_the_old_keyword() -> None:
+    from abstractruntime.storage.artifacts import InMemoryArtifactStore
+
+    from abstractvision import RuntimeArtifactStoreAdapter
+
+    store = InMemoryArtifactStore()
+    with pytest.warns(DeprecationWarning, match="use store"):
+        adapter = RuntimeArtifactStoreAdapter(artifact_store=store)
+    assert adapter.store is store
+
+
+def test_mlx_names_exist_and_say_the_backend_is_gone() -> None:
+    from abstractvision import OptionalDependencyMissingError
+    from abstractvision.backends import MFluxBackendConfig, MFluxVisionBackend
+
+    with pytest.raises(OptionalDependencyMissingError, match="MLX-Gen"):
+        MFluxVisionBackend(config=MFluxBackendConfig(model="z-image-turbo"))

@@ -228,16 +228,27 @@ def read_model_info(index: Path, source: str) -> ModelInfo:
     return ModelInfo(source, class_name, tasks + extra, mask, classes, installed)
 
 
-def family_kwargs(pipe: Any, kwargs: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+def family_kwargs(pipe: Any, kwargs: Mapping[str, Any], request: Any) -> dict[str, Any]:
     """Arguments a family needs beyond the common ones, from the call's own (tested per family).
 
     - FLUX.1 Kontext rescales its output to ``max_area`` (default 1 MP) and its input image to a
       preferred Kontext size: keep the asked size (the input is already resized to it).
     - Wan 2.2 A14B runs a second, low-noise expert below ``boundary_ratio``; its guidance is
       ``extra.guidance_scale_2`` (Diffusers' default: the same as guidance_scale).
+    - ``extra.max_sequence_length``: the prompt token budget of T5/LLM text encoders.
+    - A pipeline that sizes its output itself (HunyuanVideo-1.5 image->video: its resolution
+      tier) refuses width/height instead of ignoring them.
     """
     params = inspect.signature(type(pipe).__call__).parameters
+    name = type(pipe).__name__
+    extra = getattr(request, "extra", {}) or {}
     out: dict[str, Any] = {}
+    for side in ("width", "height"):  # an image edit resizes its input to the size instead
+        asked = getattr(request, side, None) if "num_frames" in params else None
+        if asked is not None and side not in params:
+            raise InvalidRequestError(
+                side, asked, f"{name} sizes its output from the model itself: omit width/height"
+            )
     width, height = kwargs.get("width"), kwargs.get("height")
     if "max_area" in params and width and height:
         out["max_area"] = width * height
@@ -246,11 +257,24 @@ def family_kwargs(pipe: Any, kwargs: Mapping[str, Any], extra: Mapping[str, Any]
     second = extra.get("guidance_scale_2")
     if second is not None:
         if "guidance_scale_2" not in params or getattr(pipe, "transformer_2", None) is None:
-            raise InvalidRequestError(
-                "extra.guidance_scale_2", second, f"{type(pipe).__name__} has no second expert"
-            )
+            raise InvalidRequestError("extra.guidance_scale_2", second, f"{name} has no second expert")
         top = LIMITS.max_guidance_scale
         if isinstance(second, bool) or not isinstance(second, int | float) or not 0 <= second <= top:
             raise InvalidRequestError("extra.guidance_scale_2", second, f"must be in [0, {top}]")
         out["guidance_scale_2"] = float(second)
+    tokens = extra.get("max_sequence_length")
+    if tokens is not None:
+        if "max_sequence_length" not in params:
+            raise InvalidRequestError(
+                "extra.max_sequence_length", tokens, f"{name} takes no max_sequence_length"
+            )
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= 4096:
+            raise InvalidRequestError("extra.max_sequence_length", tokens, "must be in [1, 4096]")
+        config = getattr(getattr(pipe, "transformer", None), "config", None)
+        fixed = getattr(config, "max_text_seq_length", None)  # CogVideoX: a fixed text length
+        if isinstance(fixed, int) and tokens != fixed:
+            raise InvalidRequestError(
+                "extra.max_sequence_length", tokens, f"{name} takes exactly {fixed} tokens"
+            )
+        out["max_sequence_length"] = tokens
     return out

@@ -42,6 +42,10 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 
 EXTRA_KEYS: dict[str, str] = {
     "scheduler": "sampler, one of: " + ", ".join(SCHEDULERS) + " (must suit the model)",
+    "guidance_scale_2": "guidance of the second (low-noise) expert of a two-expert model "
+    "(Wan 2.2 A14B); default: guidance_scale",
+    "max_sequence_length": "prompt token budget of a T5/LLM text encoder (e.g. <= 256 for "
+    "FLUX.1-schnell); default: the pipeline's",
     "loras": 'LoRA adapters: [{"source": allowed folder/file/hub id, "weight": float, '
     '"weight_name": file in the repo (optional)}]',
 }

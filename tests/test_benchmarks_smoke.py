@@ -21,6 +21,7 @@ SCRIPTS = {
     "concurrency.py": "coalescing on / off",
     "peak_rss_shared_weights.py": "ratio t2i+i2i+inpaint / t2i",
     "ray_scaleout.py": "answered by another replica: True",
+    "gpu_speed.py": "ratio backend (no option) / raw Diffusers",
 }
 NEEDS = {"ray_scaleout.py": "ray.serve"}
 

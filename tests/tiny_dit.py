@@ -21,6 +21,7 @@ __all__ = [
     "T5_VOCAB_SIZE",
     "build_tiny_flux",
     "flux_parts",
+    "flux_shaped_parts",
     "tiny_t5_tokenizer",
     "write_transformer_gguf",
 ]
@@ -125,6 +126,89 @@ def flux_parts(*, width: int = 32, layers: int = 1, single_layers: int = 1) -> d
         "tokenizer_2": tiny_t5_tokenizer(),
         "vae": vae,
         "scheduler": FlowMatchEulerDiscreteScheduler(),
+    }
+
+
+def flux_shaped_parts(*, layers: int = 19, single_layers: int = 38) -> dict[str, Any]:
+    """FLUX.1-dev's transformer at its real width (3072 = 24 heads x 128; 19 + 38 blocks by
+    default, ~11.9 B parameters) and its real 16-channel VAE, with random weights; the text
+    encoders keep FLUX's output widths (T5 4096, CLIP 768) on 2 layers, since they run once
+    per image. For GPU benchmarks: build it on the GPU (``with torch.device("cuda")``).
+    """
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=64,
+        num_layers=layers,
+        num_single_layers=single_layers,
+        attention_head_dim=128,
+        num_attention_heads=24,
+        joint_attention_dim=4096,
+        pooled_projection_dim=768,
+        guidance_embeds=True,
+        axes_dims_rope=(16, 56, 56),
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=TOKENIZER_VOCAB_SIZE,
+            hidden_size=768,
+            intermediate_size=1024,
+            num_hidden_layers=2,
+            num_attention_heads=12,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            projection_dim=768,
+        )
+    )
+    text_encoder_2 = T5EncoderModel(
+        T5Config(
+            vocab_size=T5_VOCAB_SIZE,
+            d_model=4096,
+            d_kv=64,
+            d_ff=1024,
+            num_layers=2,
+            num_heads=8,
+            relative_attention_num_buckets=32,
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
+        )
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=16,
+        norm_num_groups=32,
+        sample_size=1024,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.1159,
+        scaling_factor=0.3611,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        base_image_seq_len=256,
+        base_shift=0.5,
+        max_image_seq_len=4096,
+        max_shift=1.15,
+        shift=3.0,
+        use_dynamic_shifting=True,
+    )
+    return {
+        "transformer": transformer,
+        "text_encoder": text_encoder,
+        "text_encoder_2": text_encoder_2,
+        "tokenizer": tiny_clip_tokenizer(),
+        "tokenizer_2": tiny_t5_tokenizer(),
+        "vae": vae,
+        "scheduler": scheduler,
     }
 
 

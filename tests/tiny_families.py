@@ -397,6 +397,58 @@ def _flux2_klein() -> dict[str, Any]:
     }
 
 
+MISTRAL_TEMPLATE = (
+    "{% for m in messages %}[{{ m['role'] }}]{% if m['content'] is string %}{{ m['content'] }}"
+    "{% else %}{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}{% endfor %}"
+)
+
+
+def _flux2_dev() -> dict[str, Any]:
+    """FLUX.2 [dev]: Mistral 3 text encoder (hidden states 10, 20, 30 stacked), guidance embedding."""
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+
+    _seed(0)
+    config = Mistral3Config(
+        text_config={
+            "model_type": "mistral",
+            "vocab_size": 259,
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "max_position_embeddings": 1024,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 31,
+            "num_key_value_heads": 1,
+            "head_dim": 8,
+            "sliding_window": None,
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "pad_token_id": 1,
+        },
+        vision_config={
+            "model_type": "pixtral",
+            "hidden_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 32,
+            "image_size": 28,
+            "patch_size": 14,
+            "num_channels": 3,
+        },
+        image_token_index=2,
+        spatial_merge_size=1,
+    )
+    tokenizer = llama_tokenizer()
+    tokenizer.chat_template = MISTRAL_TEMPLATE
+    return {
+        "transformer": _flux2_transformer(16 * 3, True),
+        "scheduler": flow(),
+        "vae": _flux2_vae(),
+        "text_encoder": Mistral3ForConditionalGeneration(config).eval(),
+        "tokenizer": tokenizer,
+    }
+
+
 def _qwen_image_parts(*, edit: bool) -> dict[str, Any]:
     from diffusers import AutoencoderKLQwenImage, QwenImageTransformer2DModel
 
@@ -955,6 +1007,7 @@ FAMILIES: dict[str, Family] = {
     "flux2-klein": Family(
         "Flux2KleinPipeline", _flux2_klein, (T2I, I2I), config={"is_distilled": True}
     ),
+    "flux2-dev": Family("Flux2Pipeline", _flux2_dev, (T2I, I2I)),
     "qwen-image": Family(
         "QwenImagePipeline", lambda: _qwen_image_parts(edit=False), (T2I, I2I, INPAINT)
     ),

@@ -124,6 +124,7 @@ class PullPlan:
     revision: str = "main"
     variant: str | None = None
     notes: list[str] = field(default_factory=list)
+    fetched_bytes: int = 0  # downloaded while planning (model_index.json)
 
     @property
     def total_bytes(self) -> int:
@@ -439,9 +440,12 @@ def plan_pull(
             f"{model} has no model_index.json, so it is not a Diffusers pipeline repo"
             + ("; try --engine sdcpp" if model in registry else "")
         )
-    index = _read_index(model, commit, token, endpoint, _cache(cache_dir))
+    cache = _cache(cache_dir)
+    had_index = (_storage(cache, model) / "snapshots" / commit / "model_index.json").exists()
+    index = _read_index(model, commit, token, endpoint, cache)
     planned, used_variant, notes = _diffusers_plan(model, commit, files, index, variant)
-    return PullPlan(model, engine, None, planned, revision, used_variant, notes)
+    fetched = 0 if had_index else files["model_index.json"].size or 0
+    return PullPlan(model, engine, None, planned, revision, used_variant, notes, fetched)
 
 
 def _default_quant(model: ModelCapabilities) -> str | None:
@@ -796,11 +800,10 @@ def _pull(
         model,
         engine,
         format_bytes(plan.total_bytes),
-        format_bytes(progress.downloaded),
+        format_bytes(progress.downloaded + plan.fetched_bytes),
     )
-    return PulledModel(
-        model, engine, plan.quant, paths, plan.total_bytes, progress.downloaded, plan.variant
-    )
+    downloaded = progress.downloaded + plan.fetched_bytes
+    return PulledModel(model, engine, plan.quant, paths, plan.total_bytes, downloaded, plan.variant)
 
 
 # --- what is on disk ---------------------------------------------------------------------------

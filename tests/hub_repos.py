@@ -33,7 +33,7 @@ def diffusers_repo(folder: Path, repo_id: str = SD_ID, **options: object) -> Hub
     files: dict[str, bytes | Path] = {
         p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()
     }
-    for path, value in list(files.items()):
+    for path in list(files):
         if path.endswith(".safetensors"):
             stem = path[: -len(".safetensors")]
             files[f"{stem}.fp16.safetensors"] = b"fp16 copy " * 64
@@ -78,7 +78,9 @@ def split_klein(folder: Path) -> dict[str, Path]:
     return out
 
 
-def klein_sdcpp_repos(split: dict[str, Path], *, klein_files: dict[str, bytes | Path] | None = None) -> list[HubRepo]:
+def klein_sdcpp_repos(
+    split: dict[str, Path], *, klein_files: dict[str, bytes | Path] | None = None
+) -> list[HubRepo]:
     """leejet/FLUX.2-klein-4B-GGUF, black-forest-labs/FLUX.2-klein-4B (VAE), unsloth/Qwen3-4B-GGUF."""
     return [
         HubRepo(

@@ -14,7 +14,8 @@ Point ``HF_ENDPOINT`` (or ``endpoint=``) at ``HubServer.url``. It answers what t
 
 Faults for tests: ``cut_after[path] = n`` ends the first CDN response of that file after ``n``
 bytes (the client sees a dropped connection); ``corrupt.add(path)`` serves that file with one
-byte flipped (its checksum no longer matches). ``requests`` logs every request.
+byte flipped (its checksum no longer matches); ``missing.add(path)`` answers 404 for a file the
+model info lists. ``requests`` logs every request.
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ class HubServer:
         self.repos: dict[str, HubRepo] = {r.repo_id: r for r in repos or []}
         self.cut_after: dict[str, int] = {}
         self.corrupt: set[str] = set()
+        self.missing: set[str] = set()  # listed in model info, but resolve answers 404
         self.requests: list[Request] = []
         self._by_sha: dict[str, tuple[HubRepo, str]] = {}
         self._httpd: ThreadingHTTPServer | None = None
@@ -195,7 +197,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if revision and revision not in ("main", repo.commit):
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", body)
-        self._send(200, json.dumps(repo.info()).encode(), {"Content-Type": "application/json"}, body)
+        self._send(
+            200, json.dumps(repo.info()).encode(), {"Content-Type": "application/json"}, body
+        )
 
     def _resolve(self, repo_id: str, revision: str, file: str, token: str, body: bool) -> None:
         repo = self._repo(repo_id, body)
@@ -213,7 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
                 body,
                 commit,
             )
-        if file not in repo.files:
+        if file not in repo.files or file in self.hub.missing:
             return self._error(404, "EntryNotFound", f"{file} does not exist", body, commit)
         meta = repo.meta(file)
         if "sha256" in meta:

@@ -1,0 +1,253 @@
+"""Real downloads with huggingface_hub from a loopback copy of the Hub (tests/hub_server.py).
+
+What a pull fetches (only what the engine loads), resume, checksum mismatch, gated and missing
+repos/files, concurrent pulls, the cache listing and removal, 0.3.34's ``find_model_preset``,
+and the ``pull`` / ``rm`` / ``models --installed`` commands followed by generations with
+downloads off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hub_repos import KLEIN_ID, SD_ID, diffusers_repo, klein_sdcpp_repos, split_klein
+from hub_server import HubServer
+
+from abstractvision import model_downloads as md
+from abstractvision.control import GenerationControl, ProgressEvent
+from abstractvision.errors import GenerationCancelledError, UnknownModelError
+
+ROOT = Path(__file__).resolve().parent.parent
+SD_LOADED = {
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "tokenizer/tokenizer.json",
+    "tokenizer/tokenizer_config.json",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+}
+GATED_ID = "black-forest-labs/FLUX.1-dev"
+
+
+@pytest.fixture(scope="session")
+def klein_split(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    pytest.importorskip("gguf")
+    return split_klein(tmp_path_factory.mktemp("klein_split"))
+
+
+@pytest.fixture
+def hub(tiny_sd_dir: Path, klein_split: dict[str, Path]) -> Iterator[HubServer]:
+    gated = diffusers_repo(tiny_sd_dir, GATED_ID, gated=True, tokens={"hf_accepted"})
+    with HubServer([diffusers_repo(tiny_sd_dir), gated, *klein_sdcpp_repos(klein_split)]) as hub:
+        yield hub
+
+
+@pytest.fixture
+def online(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """huggingface_hub allowed on the network (conftest sets offline), cache in tmp_path."""
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    cache = tmp_path / "hub-cache"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    return cache
+
+
+def _snapshot_files(folder: str) -> set[str]:
+    root = Path(folder)
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def test_diffusers_pull_fetches_only_what_the_pipeline_loads_then_loads_offline(
+    hub: HubServer, online: Path
+) -> None:
+    events: list[ProgressEvent] = []
+    pulled = md.pull(SD_ID, "diffusers", endpoint=hub.url, control=GenerationControl(events.append))
+    assert _snapshot_files(pulled.paths["model"]) == SD_LOADED  # no fp16/.bin/ckpt/onnx copies
+    cdn = {r.path for r in hub.served("GET")}
+    assert len(cdn) == 3  # the three weight files, nothing else through the LFS route
+    assert pulled.downloaded_bytes == pulled.total_bytes > 0
+    steps = [e.step for e in events]
+    assert steps == sorted(steps) and events[-1].step == events[-1].total == pulled.total_bytes
+    assert events[-1].message.startswith("downloading stable-diffusion-v1-5: ")
+    assert md.local_files(SD_ID, "diffusers") == {"model": pulled.paths["model"]}
+
+    again = md.pull(SD_ID, "diffusers", endpoint=hub.url)  # on disk: nothing is fetched
+    assert again.downloaded_bytes == 0 and len(hub.served("GET")) == 3
+
+    from abstractvision import VisionManager
+    from abstractvision.backends import create_backend
+
+    backend = create_backend("diffusers", model_id=SD_ID, device="cpu", cache_dir=str(online))
+    asset = VisionManager(backend=backend).generate_image(
+        "a red cube", width=64, height=64, steps=1, seed=1
+    )
+    assert asset.data.startswith(b"\x89PNG")  # loaded with downloads off (local_files_only)
+    backend.unload()
+
+
+def test_interrupted_download_resumes_with_range(
+    hub: HubServer, online: Path, klein_split: dict[str, Path]
+) -> None:
+    import hashlib
+
+    control = GenerationControl(lambda event: control.cancel())
+    with pytest.raises(GenerationCancelledError):  # Ctrl-C of a pull: the partial file stays
+        md.pull(KLEIN_ID, "sdcpp", quant="Q4_0", endpoint=hub.url, control=control)
+    assert len(list(online.rglob("*.incomplete"))) == 1
+
+    # an earlier run got 5 MB of the text encoder: the next pull asks only for the rest
+    llm = klein_split["llm"].read_bytes()
+    blob = online / "models--unsloth--Qwen3-4B-GGUF" / "blobs" / hashlib.sha256(llm).hexdigest()
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.with_name(blob.name + ".incomplete").write_bytes(llm[:5_000_000])
+    hub.cut_after["flux-2-klein-4b-Q4_0.gguf"] = 1000  # and a connection drops mid-file
+    pulled = md.pull(KLEIN_ID, "sdcpp", quant="Q4_0", endpoint=hub.url)
+    assert "bytes=5000000-" in {r.range for r in hub.served("GET")}
+    assert pulled.downloaded_bytes <= pulled.total_bytes - 5_000_000
+    assert Path(pulled.paths["llm"]).read_bytes() == llm  # and the checksum held
+    dit = Path(pulled.paths["diffusion_model"]).read_bytes()
+    assert dit == klein_split["diffusion_model"].read_bytes()  # the dropped one was retried
+    assert not list(online.rglob("*.incomplete"))
+
+
+def test_checksum_mismatch_is_refused_and_nothing_is_kept(hub: HubServer, online: Path) -> None:
+    hub.corrupt.add("unet/diffusion_pytorch_model.safetensors")
+    with pytest.raises(md.ModelDownloadError, match=r"checksum mismatch .*unet/diffusion_pytorch"):
+        md.pull(SD_ID, "diffusers", endpoint=hub.url)
+    assert not list(online.rglob("*.incomplete"))
+    assert md.local_files(SD_ID, "diffusers") is None
+    hub.corrupt.clear()
+    assert md.pull(SD_ID, "diffusers", endpoint=hub.url).paths["model"]
+
+
+def test_gated_repo_names_its_licence_page_and_honours_hf_token(
+    hub: HubServer, online: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(md.ModelAccessError) as refused:
+        md.pull(GATED_ID, "diffusers", endpoint=hub.url)
+    assert f"{hub.url}/{GATED_ID}" in str(refused.value) and "HF_TOKEN" in str(refused.value)
+    monkeypatch.setenv("HF_TOKEN", "hf_accepted")
+    assert md.pull(GATED_ID, "diffusers", endpoint=hub.url).total_bytes > 0
+    assert any(r.authorized for r in hub.requests if "/resolve/" in r.path)
+
+
+def test_missing_repo_file_and_quant_say_what_exists(hub: HubServer, online: Path) -> None:
+    with pytest.raises(UnknownModelError, match="nobody/nothing was not found on the Hub"):
+        md.pull("nobody/nothing", "diffusers", endpoint=hub.url)
+    hub.missing.add("vae/config.json")
+    with pytest.raises(UnknownModelError, match="file not found on the Hub"):
+        md.pull(SD_ID, "diffusers", endpoint=hub.url)
+    with pytest.raises(UnknownModelError, match=r"Q2_K.*it has: Q4_0, Q8_0"):
+        md.pull(KLEIN_ID, "sdcpp", quant="Q2_K", endpoint=hub.url)
+    with pytest.raises(UnknownModelError, match=r"not on disk and downloads are off.*pull"):
+        md.ensure_model(SD_ID, "diffusers", allow_download=False)
+
+
+def test_concurrent_pulls_share_one_download(hub: HubServer, online: Path) -> None:
+    seen: list[list[ProgressEvent]] = [[], []]
+    results: list[md.PulledModel] = []
+    start = threading.Barrier(2)
+
+    def run(i: int) -> None:
+        start.wait()
+        control = GenerationControl(seen[i].append)
+        results.append(md.pull(SD_ID, "diffusers", endpoint=hub.url, control=control))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == 2 and results[0].paths == results[1].paths
+    assert len(hub.served("GET")) == 3  # each weight file fetched once
+    assert all(events and events[-1].step == events[-1].total for events in seen)
+
+
+def test_installed_list_and_remove(hub: HubServer, online: Path) -> None:
+    md.pull(SD_ID, "diffusers", endpoint=hub.url)
+    md.pull(KLEIN_ID, "sdcpp", endpoint=hub.url)  # the registry's default quant (Q8_0)
+    rows = {r.repo_id: r for r in md.installed_models()}
+    assert set(rows) == {SD_ID, KLEIN_ID, "leejet/FLUX.2-klein-4B-GGUF", "unsloth/Qwen3-4B-GGUF"}
+    assert rows["unsloth/Qwen3-4B-GGUF"].used_by == (KLEIN_ID,)
+    assert rows[SD_ID].size_bytes == sum(
+        p.stat().st_size for p in (Path(rows[SD_ID].path) / "blobs").iterdir()
+    )
+    gone = md.remove_model(KLEIN_ID)
+    assert set(gone.removed) == {KLEIN_ID, "leejet/FLUX.2-klein-4B-GGUF", "unsloth/Qwen3-4B-GGUF"}
+    assert gone.freed_bytes > 100_000_000 and [r.repo_id for r in md.installed_models()] == [SD_ID]
+    with pytest.raises(UnknownModelError, match="not on disk"):
+        md.remove_model(KLEIN_ID)
+
+
+def test_find_model_preset_keeps_the_0_3_34_lookup() -> None:
+    gguf = md.find_model_preset(
+        "flux2-klein-4b", target="gguf", engine="stable-diffusion.cpp", require_8bit=False
+    )
+    assert gguf.repo_id == "leejet/FLUX.2-klein-4B-GGUF" and gguf.upstream_repo_id == KLEIN_ID
+    assert md.find_model_preset("z-image-turbo", engine="sdcpp").quantization_bits == 8
+    assert md.find_model_preset(KLEIN_ID, target="hf-snapshot").repo_id == KLEIN_ID
+    with pytest.raises(ValueError, match="MLX"):
+        md.find_model_preset("flux2-klein-4b", target="mlx", engine="mlx-gen")
+    with pytest.raises(ValueError, match="Unknown"):
+        md.find_model_preset("no-such-model", engine="sdcpp")
+
+
+def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "abstractvision.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_cli_pull_both_engines_then_generate_with_downloads_off(
+    hub: HubServer, tmp_path: Path
+) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HF_ENDPOINT": hub.url,
+        "HF_HUB_CACHE": str(tmp_path / "cache"),
+        "HF_HUB_OFFLINE": "0",
+        "PYTHONPATH": str(ROOT),
+    }
+    pulled = _cli("pull", SD_ID, "--json", env=env, cwd=tmp_path)
+    assert pulled.returncode == 0, pulled.stderr
+    assert json.loads(pulled.stdout)["size_bytes"] > 0 and "downloading" in pulled.stderr
+    sd = _cli("pull", KLEIN_ID, "--engine", "sdcpp", "--quant", "Q4_0", env=env, cwd=tmp_path)
+    assert sd.returncode == 0, sd.stderr
+    assert "flux-2-klein-4b-Q4_0.gguf" in sd.stdout and "Qwen3-4B-Q4_0.gguf" in sd.stdout
+
+    listed = _cli("models", "--installed", "--json", env=env, cwd=tmp_path)
+    assert {r["id"] for r in json.loads(listed.stdout)} >= {SD_ID, "unsloth/Qwen3-4B-GGUF"}
+
+    offline = {**env, "HF_HUB_OFFLINE": "1", "ABSTRACTVISION_BACKEND": "sdcpp"}
+    offline["ABSTRACTVISION_MODEL"] = KLEIN_ID  # the CLI reads the server's settings
+    made = _cli(
+        "t2i", "a fox", "--width", "64", "--height", "64", "--steps", "1",
+        "--backend-option", "n_threads=2", "-o", "fox.png", env=offline, cwd=tmp_path,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "fox.png").read_bytes().startswith(b"\x89PNG")
+    assert "W1201" not in made.stderr and "Warning" not in made.stderr  # third-party noise off
+
+    removed = _cli("rm", KLEIN_ID, env=env, cwd=tmp_path)
+    assert removed.returncode == 0 and "freed" in removed.stdout
+    refused = _cli("t2i", "x", "--backend", "sdcpp", "--model", KLEIN_ID, env=offline, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert f"abstractvision pull {KLEIN_ID} --engine sdcpp" in refused.stderr

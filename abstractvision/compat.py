@@ -506,3 +506,59 @@ def old_request_names(cls: type) -> type:
             vae_tiling=_to_extra("vae_tiling"),
         )
     return old_config_names(table)(cls)
+
+
+def as_backend(obj: Any) -> Any:
+    """A ``VisionBackend`` for ``obj``: itself, or an adapter over a duck-typed 0.3.x backend
+    (any object with ``generate_image(request)`` and friends, ``get_capabilities`` optional)."""
+    from .backends.base_backend import VisionBackend
+
+    return obj if isinstance(obj, VisionBackend) else _duck_class()(obj)
+
+
+@functools.cache
+def _duck_class() -> type:
+    import dataclasses
+
+    from .backends.base_backend import VisionBackend
+    from .errors import CapabilityNotSupportedError
+    from .types import VisionBackendCapabilities
+
+    class DuckTypedBackend(VisionBackend):
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def get_capabilities(self) -> Any:
+            get = getattr(self.inner, "get_capabilities", None)
+            caps = get() if callable(get) else None
+            if caps is None:
+                tasks = [
+                    t for m, t in _TASK_OF_METHOD.items() if callable(getattr(self.inner, m, None))
+                ]
+                return VisionBackendCapabilities(supported_tasks=tasks, extra_keys=AnyKeys())
+            return caps if caps.extra_keys else dataclasses.replace(caps, extra_keys=AnyKeys())
+
+        def preload(self) -> None:
+            getattr(self.inner, "preload", lambda: None)()
+
+        def unload(self) -> None:
+            getattr(self.inner, "unload", lambda: None)()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    def task_method(name: str, task: str) -> Callable[..., Any]:
+        def method(self: Any, request: Any, *, control: Any = None) -> Any:
+            fn = getattr(self.inner, name, None)
+            if not callable(fn):
+                raise CapabilityNotSupportedError(f"{type(self.inner).__name__} cannot run {task}")
+            if _takes_control(fn):
+                return fn(request, control=control)
+            return _without_control(lambda _self, r: fn(r), task)(self, request, control=control)
+
+        return method
+
+    for name, task in _TASK_OF_METHOD.items():
+        if name != "generate_angles":  # the generic multi-view route stays available
+            setattr(DuckTypedBackend, name, task_method(name, task))
+    return DuckTypedBackend

@@ -143,3 +143,23 @@ def test_plugin_registration_is_import_light() -> None:
     calls, heavy = json.loads(out.stdout)
     assert calls == ["abstractvision:openai", "abstractvision:openai-compatible"]
     assert heavy == []
+
+
+def test_make_vision_tools_are_abstractcore_tools_over_the_manager(tiny_sd_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from abstractvision import LocalAssetStore, VisionManager
+    from abstractvision.backends import create_backend
+    from abstractvision.integrations import make_vision_tools
+
+    vm = VisionManager(
+        backend=create_backend("diffusers", model_id=str(tiny_sd_dir), device="cpu"),
+        store=LocalAssetStore(tmp_path),
+    )
+    tools = {t._tool_definition.name: t for t in make_vision_tools(vision_manager=vm)}
+    assert {"vision_text_to_image", "vision_image_to_image", "vision_list_adapters"} <= set(tools)
+    assert "vision_text_to_video" not in tools  # the tiny SD model cannot
+    ref = tools["vision_text_to_image"](prompt="a red cube", width=64, height=64, steps=2, seed=1)
+    assert vm.store.load_bytes(ref["$artifact"]).startswith(PNG)
+    edited = tools["vision_image_to_image"](prompt="blue", image_artifact=ref, steps=2, seed=1)
+    assert "$artifact" in edited
+    bad = tools["vision_text_to_image"](prompt="x", width=65)
+    assert bad["field"] == "width"

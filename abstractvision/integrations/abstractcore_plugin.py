@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..compat import legacy_extra
+from ..compat import as_backend, legacy_extra
 from ..errors import CapabilityNotSupportedError, InvalidRequestError
 
 __all__ = ["BACKEND_ID", "LEGACY_BACKEND_ID", "AbstractVisionCapability", "register"]
@@ -150,11 +150,12 @@ class AbstractVisionCapability:
         return model
 
     def _injected(self) -> Any:
+        """A ready backend from the owner's config (duck-typed 0.3.x ones are adapted)."""
         instance = self._settings.raw("vision_backend_instance")
-        if instance is not None:
-            return instance
         factory = self._settings.raw("vision_backend_factory")
-        return factory(self._owner) if callable(factory) else None
+        if instance is None and callable(factory):
+            instance = factory(self._owner)
+        return None if instance is None else as_backend(instance)
 
     def _resolve(self, provider: Any = None, model: Any = None) -> tuple[str, str | None, Any]:
         """(engine, model, backend) for a call; creates the backend on first use."""
@@ -592,3 +593,6 @@ def register(registry: Any) -> None:
         description="abstractvision, defaulting to an OpenAI-compatible endpoint (OPENAI_BASE_URL)",
         config_hint=hint,
     )
+
+
+_AbstractVisionCapability = AbstractVisionCapability  # the 0.3.x name (its tests build it)

@@ -1,0 +1,198 @@
+"""``make_vision_tools``: AbstractCore ``@tool`` functions over a ``VisionManager``.
+
+Each tool is a plain function with typed arguments (AbstractCore builds its JSON schema from the
+signature) that runs through ``abstractvision.tools.dispatch``: the same validation, image-input
+resolution (artifact refs, data URLs, base64) and small results as the MCP tools. A tool returns an
+artifact ref (or ``{images: [...]}`` for a batch); a bad argument comes back as
+``{"error", "field", "value", "limit"}`` for the model to fix. Only the tasks the manager's backend
+(and ``model_id`` in the registry, when given) can run are returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import AbstractVisionError, OptionalDependencyMissingError
+
+__all__ = ["make_vision_tools"]
+
+
+def _tool_decorator() -> Callable[..., Any]:
+    try:
+        from abstractcore import tool
+    except ImportError as exc:
+        raise OptionalDependencyMissingError(
+            "abstractcore", None, feature="make_vision_tools"
+        ) from exc
+    return tool  # type: ignore[no-any-return]
+
+
+def _call_args(fn: Callable[..., Any], frame_locals: dict[str, Any]) -> dict[str, Any]:
+    """The call's arguments (``locals()`` also holds the closure's names)."""
+    import inspect
+
+    return {name: frame_locals[name] for name in inspect.signature(fn).parameters}
+
+
+def _clean(args: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in args.items() if v is not None and v != []}
+
+
+def _image(ref: Any, b64: str | None) -> Any:
+    """0.3.x tools took ``*_artifact`` (a ref) or ``*_b64``; dispatch resolves either."""
+    return ref if ref is not None else b64
+
+
+def make_vision_tools(
+    *, vision_manager: Any, model_id: str | None = None, registry: Any = None
+) -> list[Callable[..., Any]]:
+    """The tools for ``vision_manager`` (which needs a store: results are artifact refs)."""
+    from ..tool_schemas import available_tasks
+    from ..tools import dispatch
+    from ..types import Task
+
+    tool = _tool_decorator()
+    vm = vision_manager
+    if getattr(vm, "store", None) is None:
+        raise AbstractVisionError("make_vision_tools needs a VisionManager with a store")
+    tasks = set(available_tasks(vm.capabilities()))
+    if model_id:
+        if registry is None:
+            from ..model_capabilities import VisionModelCapabilitiesRegistry
+
+            registry = VisionModelCapabilitiesRegistry()
+        tasks = {t for t in tasks if registry.supports(model_id, t.value)}
+
+    def run(task: Task, args: dict[str, Any]) -> dict[str, Any]:
+        return dispatch(vm, task.value, _clean(args))
+
+    tools: list[Callable[..., Any]] = []
+
+    if Task.TEXT_TO_IMAGE in tasks:
+
+        @tool(name="vision_text_to_image", tags=["vision", "image"])
+        def vision_text_to_image(
+            prompt: str,
+            negative_prompt: str | None = None,
+            width: int | None = None,
+            height: int | None = None,
+            steps: int | None = None,
+            guidance_scale: float | None = None,
+            seed: int | None = None,
+            count: int | None = None,
+            seeds: list[int] | None = None,
+        ) -> dict[str, Any]:
+            """Generate image(s) from a text prompt; returns an artifact ref ({images} if count > 1)."""
+            return run(Task.TEXT_TO_IMAGE, _call_args(vision_text_to_image, locals()))
+
+        tools.append(vision_text_to_image)
+
+    if Task.IMAGE_TO_IMAGE in tasks:
+
+        @tool(name="vision_image_to_image", tags=["vision", "image", "edit"])
+        def vision_image_to_image(
+            prompt: str,
+            image_artifact: dict[str, Any] | None = None,
+            image_b64: str | None = None,
+            mask_artifact: dict[str, Any] | None = None,
+            mask_b64: str | None = None,
+            negative_prompt: str | None = None,
+            strength: float | None = None,
+            steps: int | None = None,
+            guidance_scale: float | None = None,
+            seed: int | None = None,
+        ) -> dict[str, Any]:
+            """Edit an image (artifact ref or base64) with a prompt; an optional mask limits it."""
+            args = _call_args(vision_image_to_image, locals())
+            args["image"] = _image(args.pop("image_artifact"), args.pop("image_b64"))
+            args["mask"] = _image(args.pop("mask_artifact"), args.pop("mask_b64"))
+            return run(Task.IMAGE_TO_IMAGE, args)
+
+        tools.append(vision_image_to_image)
+
+    if Task.MULTI_VIEW_IMAGE in tasks:
+
+        @tool(name="vision_multi_view_image", tags=["vision", "image", "multiview"])
+        def vision_multi_view_image(
+            prompt: str,
+            angles: list[str] | None = None,
+            reference_image_artifact: dict[str, Any] | None = None,
+            seed: int | None = None,
+            steps: int | None = None,
+        ) -> dict[str, Any]:
+            """Consistent views of one subject (front, side, back...); refs {reference, views, contact_sheet}."""
+            args = _call_args(vision_multi_view_image, locals())
+            args["reference_image"] = args.pop("reference_image_artifact")
+            return run(Task.MULTI_VIEW_IMAGE, args)
+
+        tools.append(vision_multi_view_image)
+
+    if Task.TEXT_TO_VIDEO in tasks:
+
+        @tool(name="vision_text_to_video", tags=["vision", "video"])
+        def vision_text_to_video(
+            prompt: str,
+            negative_prompt: str | None = None,
+            width: int | None = None,
+            height: int | None = None,
+            num_frames: int | None = None,
+            fps: int | None = None,
+            steps: int | None = None,
+            guidance_scale: float | None = None,
+            seed: int | None = None,
+        ) -> dict[str, Any]:
+            """Generate a video from a text prompt; returns an artifact ref."""
+            return run(Task.TEXT_TO_VIDEO, _call_args(vision_text_to_video, locals()))
+
+        tools.append(vision_text_to_video)
+
+    if Task.IMAGE_TO_VIDEO in tasks:
+
+        @tool(name="vision_image_to_video", tags=["vision", "video"])
+        def vision_image_to_video(
+            image_artifact: dict[str, Any] | None = None,
+            image_b64: str | None = None,
+            prompt: str | None = None,
+            num_frames: int | None = None,
+            fps: int | None = None,
+            steps: int | None = None,
+            seed: int | None = None,
+        ) -> dict[str, Any]:
+            """Animate an image (artifact ref or base64); returns an artifact ref."""
+            args = _call_args(vision_image_to_video, locals())
+            args["image"] = _image(args.pop("image_artifact"), args.pop("image_b64"))
+            return run(Task.IMAGE_TO_VIDEO, args)
+
+        tools.append(vision_image_to_video)
+
+    upscale = getattr(Task, "IMAGE_UPSCALE", None)
+    if upscale is not None and upscale in tasks:
+
+        @tool(name="vision_image_upscale", tags=["vision", "image", "upscale"])
+        def vision_image_upscale(
+            image_artifact: dict[str, Any] | None = None,
+            image_b64: str | None = None,
+            scale: int | None = None,
+            prompt: str | None = None,
+            seed: int | None = None,
+        ) -> dict[str, Any]:
+            """A larger, more detailed version of an image; returns an artifact ref."""
+            args = _call_args(vision_image_upscale, locals())
+            args["image"] = _image(args.pop("image_artifact"), args.pop("image_b64"))
+            return run(upscale, args)
+
+        tools.append(vision_image_upscale)
+
+    @tool(name="vision_list_adapters", tags=["vision", "catalog"])
+    def vision_list_adapters(task: str | None = None) -> list[dict[str, Any]]:
+        """Adapters (LoRAs) the backend may load, for ``task`` or all."""
+        import dataclasses
+
+        return [
+            dataclasses.asdict(info)
+            for info in vm.list_provider_adapters(model=model_id, task=task)
+        ]
+
+    tools.append(vision_list_adapters)
+    return tools

@@ -188,6 +188,10 @@ def prepare_model(args: argparse.Namespace, stream: Any = None) -> None:
 
     stream = stream or sys.stderr
     local = args.backend in (None, *model_downloads.ENGINES)
+    # --backend-option model=/diffusion_model=/upscale_model=FILE already names what to load
+    named = {str(o).partition("=")[0] for o in getattr(args, "backend_option", None) or ()}
+    if named & {"model", "model_id", "diffusion_model", "upscale_model"}:
+        local = False
     if not args.model and local:
         picked = recommend(args.backend, device=args.device)
         if picked is None:

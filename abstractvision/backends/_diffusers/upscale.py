@@ -31,12 +31,13 @@ class Upscaler:
     scale: int  # native factor of one pass
     prompt: bool  # takes a text prompt
     tile: int  # input pixels per tile side (bounded device memory)
+    multiple: int = 8  # input sides the pipeline needs a multiple of (edge-padded, then cropped)
 
 
 UPSCALERS: dict[str, Upscaler] = {
     "StableDiffusionUpscalePipeline": Upscaler(4, True, 256),
     "StableDiffusionLatentUpscalePipeline": Upscaler(2, True, 512),
-    "LDMSuperResolutionPipeline": Upscaler(4, False, 256),
+    "LDMSuperResolutionPipeline": Upscaler(4, False, 256, 32),  # it floors sides to 32
 }
 
 
@@ -76,9 +77,10 @@ def upscale(
         upscaling.check_output(current.width, current.height, spec.scale)
 
         def one_tile(piece: Any) -> Any:
-            kwargs = _kwargs(pipe, spec, request, piece, generator)
+            kwargs = _kwargs(pipe, spec, request, _padded(piece, spec.multiple), generator)
             result = execute(lambda: run.run_pipeline(pipe, kwargs, control))
-            return outputs.image_output(result, model)
+            out = outputs.image_output(result, model)
+            return out.crop((0, 0, piece.width * spec.scale, piece.height * spec.scale))
 
         def on_tile(n: int, _total: int, offset: int = done) -> None:
             control.report(offset + n, total, f"tile {offset + n}/{total}")
@@ -93,6 +95,19 @@ def upscale(
     if steps is not None:
         meta["steps"] = steps
     return current, meta
+
+
+def _padded(piece: Any, multiple: int) -> Any:
+    """``piece`` grown to sides that are multiples of ``multiple`` by repeating its edges."""
+    import numpy as np
+    from PIL import Image
+
+    width, height = piece.size
+    grown = [max(multiple, -(-side // multiple) * multiple) for side in (width, height)]
+    if grown == [width, height]:
+        return piece
+    pad = ((0, grown[1] - height), (0, grown[0] - width), (0, 0))
+    return Image.fromarray(np.pad(np.asarray(piece.convert("RGB")), pad, mode="edge"))
 
 
 def _kwargs(

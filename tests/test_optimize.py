@@ -264,3 +264,27 @@ def test_weight_estimate_counts_every_parameter(flux_dir: Path) -> None:
     # safetensors headers list tied weights once per name; the loaded modules share them
     assert params <= estimate["parameters"] <= params * 1.2
     assert estimate["weights_bytes"] == estimate["weights_bytes_unquantized"]
+
+
+def test_options_combine(flux_dir: Path, plain) -> None:
+    pytest.importorskip("torchao")
+    options = {"quantize": "int8", "step_cache": "first_block", "attention_backend": "native"}
+    _, asset, _ = _run(flux_dir, **options)
+    _valid_and_close(_pixels(asset), plain, 0.05)
+    meta = asset.metadata["optimizations"]
+    assert {k: meta[k] for k in options} == options
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"step_cache": "first_block"}, "step_cache=first_block"),
+        ({"step_cache": "magcache"}, "step_cache=magcache"),
+        ({"attention_backend": "native"}, "attention_backend"),
+    ],
+)
+def test_unet_model_refuses_dit_only_options(tiny_sd_dir: Path, options: dict, says: str) -> None:
+    backend = create_backend("diffusers", model_id=str(tiny_sd_dir), device="cpu", **options)
+    request = ImageGenerationRequest(prompt="x", width=64, height=64, steps=2, seed=1)
+    with pytest.raises(CapabilityNotSupportedError, match=says):
+        backend.generate_image(request)

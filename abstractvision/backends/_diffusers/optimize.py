@@ -613,7 +613,8 @@ def _enable_cache(
     threshold = config.step_cache_threshold
     if not hasattr(denoiser, "enable_cache"):
         raise CapabilityNotSupportedError(
-            f"step_cache: {type(denoiser).__name__} takes no cache hooks (they are for DiT models)"
+            f"step_cache={kind}: {type(denoiser).__name__} takes no cache hooks "
+            "(they are for DiT models: FLUX, SD3, Wan, ...)"
         )
 
     def current_timestep() -> Any:
@@ -714,6 +715,7 @@ def warm_up(pipe: Any, config: Any) -> float:
 
     started = time.perf_counter()
     params = call_params(pipe)
+    before_call(pipe, pipe, config, 2)
     for width, height in warmup_sizes(config, pipe):
         kwargs: dict[str, Any] = {"prompt": "warm-up", "num_inference_steps": 2}
         if "width" in params:

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 # Endpoints that take JSON only: a form or text/plain body there is a cross-site request.
-JSON_PATHS = ("/mcp", "/messages/", "/v1/images/generations")
+JSON_PATHS = ("/mcp", "/messages/", "/v1/images/generations", "/playground/api/")
 
 
 class RebindingGuard(HttpGuard):

@@ -381,8 +381,9 @@ def api_app(state: ServerState) -> Starlette:
         return StreamingResponse(stream(), media_type="text/event-stream", headers=_NO_CACHE)
 
     async def on_error(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, ArtifactNotFoundError):
-            return _error(404, str(exc))
+        if isinstance(exc, ArtifactNotFoundError):  # its text may name the store's folder
+            name = request.path_params.get("artifact_id", "")
+            return _error(404, f"no artifact {name} in the store (or it is unreadable)")
         return _error(400, str(exc), getattr(exc, "field", None))
 
     routes = [

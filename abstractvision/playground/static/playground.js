@@ -135,8 +135,9 @@ $("#forget-token").addEventListener("click", () => {
 
 // ---- the form: task, prompt, parameters, image inputs -------------------------------------
 
-const isImageField = (schema) =>
-  Array.isArray(schema.anyOf) && schema.anyOf.some((s) => s.properties && s.properties.$artifact);
+// An image input: the tool schema's "artifact ref object or string" (an object needing $artifact).
+const isImageField = (schema) => Array.isArray(schema.anyOf) && schema.anyOf.some(
+  (s) => (s.required || []).includes("$artifact") || (s.properties && s.properties.$artifact));
 
 function currentSchema() {
   return state.tools.schemas[$("#task").value];
@@ -451,7 +452,7 @@ function setRunning(running) {
 }
 
 function progress(step, total, text) {
-  $("#progress").hidden = false;
+  $("#output").hidden = false;
   const bar = $("#bar");
   if (total) { bar.max = total; bar.value = step; } else if (step === 0) { bar.removeAttribute("value"); }
   $("#progress-text").textContent = text;
@@ -474,13 +475,13 @@ async function follow(id) {
     }
   }, abort.signal);
   if (!finished) throw new Error("the progress stream ended early");
-  document.body.dataset.jobStatus = finished.status;
   if (finished.status !== "succeeded") {
     progress(null, null, finished.status + (finished.error ? ": " + finished.error : ""));
-    return;
+  } else {
+    progress(1, 1, "done");
+    await showResult(finished.items, finished.finished_at);
   }
-  progress(1, 1, "done");
-  await showResult(finished.items, finished.finished_at);
+  document.body.dataset.jobStatus = finished.status; // what the browser test waits for
 }
 
 async function mediaElement(item, kind) {
@@ -600,17 +601,18 @@ function showDetails(item) {
 }
 
 function useAsInput(item) {
-  const tasks = state.tools.tasks;
-  const fieldsOf = (task) => Object.entries(state.tools.schemas[task].properties)
-    .filter(([, s]) => isImageField(s)).map(([n]) => n).filter((n) => n !== "mask");
+  // The main image of a task (image, reference_image); a control image is picked by dropping.
+  const mainField = (task) => ["image", "reference_image"]
+    .find((n) => n in state.tools.schemas[task].properties);
   let task = $("#task").value;
-  if (!fieldsOf(task).length) {
-    task = tasks.find((t) => t === "image_to_image") || tasks.find((t) => fieldsOf(t).length);
+  if (!mainField(task)) {
+    const tasks = state.tools.tasks;
+    task = tasks.find((t) => t === "image_to_image") || tasks.find((t) => mainField(t));
     if (!task) { toast("no task here takes an input image"); return; }
     $("#task").value = task;
     renderForm();
   }
-  const field = fieldsOf(task).includes("image") ? "image" : fieldsOf(task)[0];
+  const field = mainField(task);
   if (item.prompt && !$("#prompt").value) $("#prompt").value = item.prompt;
   setArtifactInput(field, item).then(() => toast(`${field} = artifact ${item.id.slice(0, 8)}`));
 }

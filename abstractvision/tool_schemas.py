@@ -21,10 +21,11 @@ __all__ = [
     "task_input_schema",
 ]
 
-IMAGE_SCHEMA_TEXT = (
-    "Image: artifact ref object, abstractvision://artifacts/{id}, data URL, base64, "
-    "file path (allowed roots) or http(s) URL."
-)
+IMAGE_SCHEMA_TEXT = "Ref, URI, data URL, base64, path or URL."
+# Fields whose name, type and bounds say it all: no description (keeps tools/list small).
+_SELF_EVIDENT = frozenset({"negative_prompt", "width", "height", "seed", "steps", "output_format",
+                           "model", "num_frames", "fps"})  # fmt: skip
+_CONTROL = ("control_image", "control_type", "control_strength")
 
 # task -> (title, one-line description); the tool name is the task's value.
 TASK_TEXT: dict[Task, tuple[str, str]] = {
@@ -44,11 +45,7 @@ def image_schema(description: str) -> dict[str, Any]:
     """The schema of one image input: an artifact ref object or a string form."""
     return {
         "anyOf": [
-            {
-                "type": "object",
-                "properties": {"$artifact": {"type": "string"}},
-                "required": ["$artifact"],
-            },
+            {"type": "object", "required": ["$artifact"]},  # an artifact ref
             {"type": "string", "minLength": 1},
         ],
         "description": f"{description.rstrip('.')}. {IMAGE_SCHEMA_TEXT}",
@@ -61,22 +58,48 @@ def task_input_schema(
     extra_keys: Mapping[str, str] | None = None,
     *,
     more: Mapping[str, Any] | None = None,
+    caps: VisionBackendCapabilities | None = None,
 ) -> dict[str, Any]:
-    """The flat input schema of one task tool; ``more`` adds caller-specific properties."""
+    """The flat input schema of one task tool; ``more`` adds caller-specific properties.
+
+    Kept small (an MCP tools/list with every tool stays within 12 KB): no description where the
+    name and bounds say it all, one short form for image inputs, ``extra`` names its keys (what
+    each takes is in the capabilities), no empty defaults; with ``caps``, fields the backend
+    cannot use are left out (control images unless supported, the mask when it cannot mask).
+    Every bound stays.
+    """
     cls = REQUEST_TYPES[task]
     base = request_field_schemas(cls)
+    unused = (
+        set(_CONTROL) if caps is not None and caps.supports_control_image is not True else set()
+    )
+    if caps is not None and caps.supports_mask is False:
+        unused.add("mask")
     props: dict[str, Any] = {}
     for name, schema in base["properties"].items():
         schema = dict(schema)
+        if name in unused:
+            continue
         if name in cls.image_fields:
             schema = image_schema(schema.get("description", "Input image"))
         elif name == "model" and models:
-            schema = {"type": "string", "enum": list(models), "description": schema["description"]}
+            schema = {"type": "string", "enum": list(models)}
         elif name == "extra":
             if not extra_keys:
                 continue
-            keys = "; ".join(f"{k}: {v}" for k, v in extra_keys.items())
-            schema["description"] = f"Engine options. {keys}"
+            schema.pop("additionalProperties", None)  # true is the default
+            keys = ", ".join(extra_keys)
+            schema["description"] = f"Engine options: {keys} (values: the capabilities)."
+        elif name == "angles":
+            camera = schema.get("items", {}).get("oneOf", [{}])[-1]
+            camera.pop("description", None)  # the angles text says what a camera move is
+        if schema.get("default") in ([], {}):
+            del schema["default"]
+        if name in _SELF_EVIDENT:
+            schema.pop("description", None)
+        for key in ("minimum", "maximum"):  # 50.0 -> 50
+            if isinstance(schema.get(key), float) and schema[key].is_integer():
+                schema[key] = int(schema[key])
         props[name] = schema
     props.update(more or {})
     return {

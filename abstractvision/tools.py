@@ -47,7 +47,7 @@ def tool_specs(
     specs = []
     for task in tasks:
         title, text = TASK_TEXT[task]
-        schema = task_input_schema(task, models_for(caps, task), caps.extra_keys)
+        schema = task_input_schema(task, models_for(caps, task), caps.extra_keys, caps=caps)
         specs.append(_spec(format, task.value, title, text + _note(task), schema))
     return specs
 

@@ -111,7 +111,7 @@ Width = Annotated[
         ge=LIMITS.min_side,
         le=LIMITS.max_side,
         multiple_of=LIMITS.side_multiple,
-        description="Output width in pixels; default: the model's native size.",
+        description="Width in px; default: the model's.",
     ),
 ]
 Height = Annotated[
@@ -120,12 +120,12 @@ Height = Annotated[
         ge=LIMITS.min_side,
         le=LIMITS.max_side,
         multiple_of=LIMITS.side_multiple,
-        description="Output height in pixels; default: the model's native size.",
+        description="Height in px; default: the model's.",
     ),
 ]
 Seed = Annotated[
     int | None,
-    Field(ge=0, le=LIMITS.max_seed, description="Random seed; same seed, same result."),
+    Field(ge=0, le=LIMITS.max_seed, description="Same seed, same result."),
 ]
 Steps = Annotated[
     int | None,
@@ -137,7 +137,7 @@ GuidanceScale = Annotated[
         ge=0.0,
         le=LIMITS.max_guidance_scale,
         allow_inf_nan=False,
-        description="How strongly to follow the prompt; default: the model's.",
+        description="Prompt adherence (CFG).",
     ),
 ]
 Strength = Annotated[
@@ -146,7 +146,7 @@ Strength = Annotated[
         ge=0.0,
         le=1.0,
         allow_inf_nan=False,
-        description="How much to change the input image (0 keeps it, 1 replaces it).",
+        description="Change: 0 keeps the image, 1 replaces it.",
     ),
 ]
 ImageBytes = Annotated[
@@ -154,7 +154,7 @@ ImageBytes = Annotated[
     Field(
         min_length=1,
         max_length=LIMITS.max_image_bytes,
-        description="Input image (PNG, JPEG, WebP, or the first frame of a GIF).",
+        description="Input image (PNG, JPEG, WebP, GIF frame 1).",
     ),
 ]
 MaskBytes = Annotated[
@@ -162,7 +162,7 @@ MaskBytes = Annotated[
     Field(
         min_length=1,
         max_length=LIMITS.max_image_bytes,
-        description="Mask of the same size as the image: white = change, black = keep.",
+        description="Same size as image: white = change, black = keep.",
     ),
 ]
 ReferenceImage = Annotated[
@@ -170,7 +170,7 @@ ReferenceImage = Annotated[
     Field(
         min_length=1,
         max_length=LIMITS.max_image_bytes,
-        description="Reference image of the subject; generated from the prompt when absent.",
+        description="The subject; generated from the prompt if absent.",
     ),
 ]
 # Named camera presets -> (azimuth, elevation, zoom): the ONE table that gives every name its
@@ -262,7 +262,7 @@ Angles = Annotated[
 ]
 PartialResults = Annotated[
     bool,
-    Field(description="On a failed view, keep and return the views that finished."),
+    Field(description="On a failed view, return the finished ones."),
 ]
 NumFrames = Annotated[
     int | None,
@@ -277,7 +277,7 @@ Model = Annotated[
     Field(
         min_length=1,
         max_length=256,
-        description="Which configured model to use; default: the backend's default.",
+        description="Default: the backend's.",
     ),
 ]
 ImageFormat = Annotated[
@@ -308,14 +308,14 @@ Count = Annotated[
     Field(
         ge=1,
         le=LIMITS.max_batch,
-        description="Images to make (default 1); image k uses seed+k or seeds[k].",
+        description="Images (default 1); image k uses seed+k or seeds[k].",
     ),
 ]
 Seeds = Annotated[
     tuple[Annotated[int, Field(ge=0, le=LIMITS.max_seed)], ...],
     Field(
         max_length=LIMITS.max_batch,
-        description="One seed per image (sets count); same seeds, same images.",
+        description="One seed per image (sets count).",
     ),
 ]
 ControlImage = Annotated[

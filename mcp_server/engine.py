@@ -122,6 +122,8 @@ class Engine:
         tasks: list[str] | None = None
         if model and model in self.registry:
             tasks = [str(t) for t in self.registry.get(model).tasks]
+        elif model and self.config.backend == "diffusers":
+            tasks = _folder_tasks(model)
         models = {t.value: [model] for t in Task if model and (tasks is None or t.value in tasks)}
         return VisionBackendCapabilities(supported_tasks=tasks, models=models)
 
@@ -192,6 +194,26 @@ def _build_backend(config: ServerConfig) -> VisionBackend:
             config.ray, config.backend, config.backend_options(), config.ray_option
         )
     return create_backend(config.backend, **config.backend_options())
+
+
+def _folder_tasks(model: str) -> list[str] | None:
+    """The tasks of a local Diffusers folder by its pipeline class name (no import of diffusers):
+    a video class its video task, an upscaler upscaling, any other class the image tasks."""
+    import json
+    from pathlib import Path
+
+    from abstractvision.backends._diffusers.families import IMAGE_TASKS, VIDEO_PIPELINES
+
+    try:
+        index = Path(model).expanduser() / "model_index.json"
+        name = str(json.loads(index.read_text(encoding="utf-8"))["_class_name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a hub id or no folder: every task until probed
+    if name in VIDEO_PIPELINES:
+        return [VIDEO_PIPELINES[name].task]
+    if "Upscale" in name:
+        return [Task.IMAGE_UPSCALE.value]
+    return list(IMAGE_TASKS)
 
 
 def _global_limits() -> dict[str, Any]:

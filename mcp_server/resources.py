@@ -46,7 +46,8 @@ def capabilities_doc(state: ServerState) -> dict[str, Any]:
         for t in Task
     }
     models = [_summary(registry.get(m)) for m in registry.list_models()]
-    return {"backend": state.config.backend, "tasks": tasks, "models": models}
+    extra = dict(engine.capabilities().extra_keys)  # the `extra` keys of the task tools
+    return {"backend": state.config.backend, "tasks": tasks, "extra_keys": extra, "models": models}
 
 
 def task_doc(state: ServerState, task: str) -> dict[str, Any]:
@@ -57,6 +58,7 @@ def task_doc(state: ServerState, task: str) -> dict[str, Any]:
         "description": info.description,
         "available": name in state.engine.supported_tasks(),
         "configured_models": state.engine.models_for(name),
+        "extra_keys": dict(state.engine.capabilities().extra_keys),
         "registry_models": list(info.models),
     }
 

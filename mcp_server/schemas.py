@@ -14,53 +14,20 @@ from abstractvision import InvalidRequestError, Task, VisionBackendCapabilities,
 JOB_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
 
 
-_CONTROL = ("control_image", "control_type", "control_strength")
-IMAGE_TEXT = "A ref, artifact URI, data URL, base64, path or URL."
-
-
 def task_input_schema(
     task: Task,
     models: Sequence[str],
     caps: VisionBackendCapabilities,
     max_wait_s: float,
 ) -> dict[str, Any]:
-    """The flat input schema of one task tool: the library's, plus ``wait_s``, kept small.
-
-    tools/list stays within 12 KB with every tool listed: fields the backend says it cannot
-    use are left out (control images unless supported, the mask when it cannot mask), image
-    inputs share one short form, and empty defaults are dropped. Every bound stays.
-    """
-    schema = tool_schemas.task_input_schema(
-        task, models, caps.extra_keys, more={"wait_s": wait_schema(max_wait_s)}
-    )
-    props = schema["properties"]
-    unused = [*(_CONTROL if caps.supports_control_image is not True else ())]
-    unused += ["mask"] if caps.supports_mask is False else []
-    for name in unused:
-        props.pop(name, None)
-    for name, prop in props.items():
-        if "anyOf" in prop and prop.get("description", "").endswith(tool_schemas.IMAGE_SCHEMA_TEXT):
-            text = prop["description"][: -len(tool_schemas.IMAGE_SCHEMA_TEXT)].strip()
-            props[name] = {
-                "anyOf": [
-                    {"type": "object", "required": ["$artifact"]},
-                    {"type": "string", "minLength": 1},
-                ],
-                "description": f"{text} {IMAGE_TEXT}",
-            }
-        elif prop.get("default") in ([], {}):
-            del prop["default"]
-    return schema
+    """The flat input schema of one task tool: the library's (kept small there), plus ``wait_s``."""
+    more = {"wait_s": wait_schema(max_wait_s)}
+    return tool_schemas.task_input_schema(task, models, caps.extra_keys, more=more, caps=caps)
 
 
 def wait_schema(max_wait_s: float) -> dict[str, Any]:
     """``wait_s`` of a task tool: published, and checked against, with the same bounds."""
-    return {
-        "type": "number",
-        "minimum": 0,
-        "maximum": max_wait_s,
-        "description": "Then return a job_id for get_job.",
-    }
+    return {"type": "number", "minimum": 0, "maximum": max_wait_s}  # see the tool's description
 
 
 def _obj(props: dict[str, Any], required: Sequence[str] = ()) -> dict[str, Any]:
@@ -101,7 +68,7 @@ UTILITY_INPUTS: dict[str, dict[str, Any]] = {
 # Output schemas: the keys an agent reads (results carry more: sha256, size_bytes, timings...).
 _STR, _INT = {"type": "string"}, {"type": "integer"}
 REF_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"$artifact": _STR, "uri": _STR}}
-_JOB_PROPS: dict[str, Any] = {"job_id": _STR, "status": {"enum": JOB_STATUSES}}
+_JOB_PROPS: dict[str, Any] = {"job_id": _STR, "status": _STR}  # queued ... cancelled
 # multi_view_image: refs by role (each carries role, angle, view_index...), or a job handle.
 _VIEWS_PROPS: dict[str, Any] = {
     "reference": {"type": ["object", "null"]},

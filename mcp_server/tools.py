@@ -51,8 +51,8 @@ class ToolSpec:
 
 TOOLS: dict[str, ToolSpec] = {}
 
-_RESULT_NOTE = " Returns an artifact ref (pass it to other tools) or a job_id for get_job."
-_VIEWS_NOTE = " Returns refs {reference, views, contact_sheet} or a job_id for get_job."
+_RESULT_NOTE = " Returns an artifact ref, or after wait_s seconds a job_id."
+_VIEWS_NOTE = " Returns {reference, views, contact_sheet}, or after wait_s seconds a job_id."
 
 
 def tool(name: str, title: str, description: str, **kwargs: Any) -> Callable[[Handler], Handler]:
@@ -75,7 +75,7 @@ def list_tools(state: ServerState) -> list[Tool]:
             schema = task_input_schema(
                 spec.task,
                 state.engine.models_for(spec.task, advertised=True),
-                caps.extra_keys,
+                caps,
                 state.config.wait_s,
             )
         else:
@@ -87,12 +87,10 @@ def list_tools(state: ServerState) -> list[Tool]:
                 description=spec.description,
                 input_schema=schema,
                 output_schema=spec.output_schema,
-                annotations=ToolAnnotations(
-                    title=spec.title,
-                    read_only_hint=spec.read_only,
-                    destructive_hint=False,
-                    idempotent_hint=spec.read_only,
-                    open_world_hint=False,
+                annotations=ToolAnnotations(  # the title is the tool's; defaults left out
+                    read_only_hint=spec.read_only or None,
+                    destructive_hint=None if spec.read_only else False,
+                    idempotent_hint=spec.read_only or None,
                 ),
             )
         )

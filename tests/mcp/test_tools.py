@@ -27,22 +27,17 @@ async def test_schemas_are_flat_typed_and_bounded(sd_client: Any, tiny_sd_dir: P
     for tool in tools.values():
         keys = _walk(tool.input_schema) + _walk(tool.output_schema or {})
         assert "$ref" not in keys and "$defs" not in keys, tool.name
-        assert tool.annotations is not None and tool.annotations.title
+        assert tool.annotations is not None and tool.title
         assert tool.description and len(tool.description) < 200
     props = tools["text_to_image"].input_schema["properties"]
-    assert props["width"] == {
-        "maximum": 4096,
-        "minimum": 64,
-        "multipleOf": 8,
-        "type": "integer",
-        "description": props["width"]["description"],
-    }
+    assert props["width"] == {"maximum": 4096, "minimum": 64, "multipleOf": 8, "type": "integer"}
     assert props["model"]["enum"] == [str(tiny_sd_dir)]
     assert tools["text_to_image"].input_schema["required"] == ["prompt"]
     image = tools["image_to_image"].input_schema["properties"]["image"]
     assert {o["type"] for o in image["anyOf"]} == {"object", "string"}
     assert tools["list_jobs"].annotations.read_only_hint is True
-    assert tools["text_to_image"].annotations.read_only_hint is False
+    assert not tools["text_to_image"].annotations.read_only_hint  # false: the default, left out
+    assert tools["text_to_image"].annotations.destructive_hint is False
     assert tools["text_to_image"].output_schema["properties"]["$artifact"]["type"] == "string"
 
 

@@ -46,6 +46,7 @@ from ._diffusers import (
     loras,
     optimize,
     outputs,
+    rapid,
     run,
 )
 from ._diffusers import control as diffusers_control
@@ -188,7 +189,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
             ),
             max_width=LIMITS.max_side,
             max_height=LIMITS.max_side,
-            extra_keys=dict(run.EXTRA_KEYS),
+            extra_keys={**run.EXTRA_KEYS, **rapid.EXTRA_KEYS},
             models={task: tuple(ids) for task, ids in by_task.items()},
             loaded_models=tuple(map(optimize.model_of_key, self._cache.keys())),
             frame_rules=self._frame_rules(by_task),
@@ -411,10 +412,9 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         control = control if control is not None else GenerationControl()
         extra = dict(request.extra)
         for key in extra:
-            if key not in run.EXTRA_KEYS:
-                raise InvalidRequestError(
-                    f"extra.{key}", extra[key], f"accepted: {', '.join(run.EXTRA_KEYS)}"
-                )
+            if key not in run.EXTRA_KEYS and key not in rapid.EXTRA_KEYS:
+                accepted = ", ".join([*run.EXTRA_KEYS, *rapid.EXTRA_KEYS])
+                raise InvalidRequestError(f"extra.{key}", extra[key], f"accepted: {accepted}")
         wanted_loras = loras.parse_loras(extra.get("loras", []), self.config.lora_allowlist)
         seed = choose_seed(request.seed)
         control.check()
@@ -423,6 +423,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         args = (entry, info, kind, request, inputs, required, wanted_loras, scheduler)
         items = explicit_batch.items(request.prompt, seed, control)  # >1 inside run_batch
         alone = len(items) > 1 or getattr(request, "control_image", None) is not None
+        alone = alone or "rapid_aio_repo" in extra  # a swapped denoiser never shares a batch
         if self._coalescer is None or kind != families.T2I or alone:
             with entry.lock:
                 result, meta = self._run(*args, items)
@@ -487,15 +488,16 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         kwargs.update(run.guidance_kwargs(pipe, request.guidance_scale))
         kwargs.update(run.progress_kwargs(pipe, control, steps))
         optimize.before_call(entry.pipe, pipe, self.config, steps)
-        started = time.perf_counter()
-        with contextlib.nullcontext() if single else run.decode_one_by_one(pipe):
+        swap = rapid.swapped(entry, pipe, request.extra, self._hub_options())
+        with swap as rapid_s, contextlib.nullcontext() if single else run.decode_one_by_one(pipe):
+            started = time.perf_counter()
             # always from one thread: torch's OpenMP pool is per calling thread, and a new
             # thread per call (one per MCP job) made every call ~1.7x slower on CPU
             result = self._engine.submit(run.run_pipeline, pipe, kwargs, control).result()
         meta = {
             "pipeline": type(pipe).__name__,
             "steps": steps,
-            "load_s": derive_s + lora_s,
+            "load_s": derive_s + lora_s + rapid_s,
             "generate_s": round(time.perf_counter() - started, 4),
             "device": self._device,
             **optimize.applied(entry.pipe),

@@ -88,7 +88,8 @@ def _check_scheduler_fits(backend: Any, info: families.ModelInfo, name: str) -> 
     import diffusers
 
     cls = getattr(diffusers, current, None)
-    compatible = {c.__name__ for c in getattr(cls, "compatibles", ())} | {current}
+    found = cls._get_compatibles() if hasattr(cls, "_get_compatibles") else ()
+    compatible = {c.__name__ for c in found} | {current}
     if SCHEDULERS[name][0] not in compatible:
         fits = sorted(n for n, (c, _) in SCHEDULERS.items() if c in compatible)
         raise CapabilityNotSupportedError(

@@ -237,6 +237,10 @@ def main() -> None:
         side, steps, runs = 128, 8, args.runs
     depth = tuple(int(x) for x in args.depth.split(","))
     wanted = [s for s in args.options.split(",") if s] or list(OPTION_SETS)
+    if (
+        args.smoke and not args.options
+    ):  # compile costs 10-60 s on CPU; tests/test_optimize.py has it
+        wanted.remove("compile")
     print(c.machine())
     kwargs = {
         "prompt": "a red cube on a wooden table",

@@ -288,3 +288,22 @@ def test_unet_model_refuses_dit_only_options(tiny_sd_dir: Path, options: dict, s
     request = ImageGenerationRequest(prompt="x", width=64, height=64, steps=2, seed=1)
     with pytest.raises(CapabilityNotSupportedError, match=says):
         backend.generate_image(request)
+
+
+def test_weight_estimate_from_registry_counts_before_download() -> None:
+    """A hub model not on disk: the registry's published counts give the figure."""
+    from abstractvision.backends import HuggingFaceDiffusersBackendConfig
+    from abstractvision.model_capabilities import VisionModelCapabilitiesRegistry
+
+    registry = VisionModelCapabilitiesRegistry()
+    counted = [m for m in registry.list_models() if getattr(registry.get(m), "parameters_b", None)]
+    if not counted:
+        pytest.skip("the registry publishes no parameter counts yet")
+    model = counted[0]
+    published = sum(registry.get(model).parameters_b.values()) * 1e9
+    config = HuggingFaceDiffusersBackendConfig(model_id=model, quantize="int8")
+    estimate = optimize.estimate_weights(model, None, config, 2)
+    assert estimate is not None
+    assert abs(estimate["parameters"] - published) <= len(registry.get(model).parameters_b)
+    assert estimate["weights_bytes_unquantized"] == estimate["parameters"] * 2
+    assert estimate["weights_bytes"] < estimate["weights_bytes_unquantized"]

@@ -292,39 +292,33 @@ def _safetensors_params(folder: Path) -> int | None:
 
 
 def _registry_params(source: str) -> dict[str, int]:
-    """Per-component parameter counts from the capability registry, where it records them."""
+    """Per-component parameter counts the capability registry publishes (``parameters_b``)."""
     try:
         from ...model_capabilities import VisionModelCapabilitiesRegistry
 
         registry = VisionModelCapabilitiesRegistry()
         if source not in registry:
             return {}
-        caps = registry.get(source)
-    except Exception:
+        published = getattr(registry.get(source), "parameters_b", None) or {}
+        return {name: int(float(b) * 1e9) for name, b in dict(published).items()}
+    except Exception:  # the registry is a hint here; the folder's headers are the fallback
         return {}
-    for holder in (caps, getattr(getattr(caps, "engines", None), "diffusers", None)):
-        for name in ("parameter_counts", "parameters", "params"):
-            value = getattr(holder, name, None)
-            if isinstance(value, Mapping) and all(isinstance(v, int) for v in value.values()):
-                return dict(value)
-    return {}
 
 
 def estimate_weights(
-    source: str, index: Path, config: Any, dtype_bytes: int
+    source: str, index: Path | None, config: Any, dtype_bytes: int
 ) -> dict[str, Any] | None:
     """Bytes the weights will take, before loading: parameter counts x bytes per weight.
 
     Counts come from the registry where it has them, else from the model folder's safetensors
     headers. The quantised figure counts the selected components at the mode's bytes per weight
-    (a GGUF denoiser at its file size).
+    (a GGUF denoiser at its file size). ``index`` is None for a model not on disk yet.
     """
-    components = _components(index)
     counts = _registry_params(source)
-    folder = index.parent
+    components = _components(index) if index is not None else dict.fromkeys(counts, ("", ""))
     for name in components:
-        if name not in counts:
-            found = _safetensors_params(folder / name)
+        if name not in counts and index is not None:
+            found = _safetensors_params(index.parent / name)
             if found is not None:
                 counts[name] = found
     if not counts:
@@ -415,20 +409,19 @@ def prepare_load(info: Any, config: Any, device: str, dtype: Any) -> Prepared:
     index = _model_index(info.source, config)
     components = _components(index) if index is not None else {}
     prepared = Prepared()
-    if index is not None:
-        import torch
+    import torch
 
-        size = torch.tensor([], dtype=dtype).element_size()
-        prepared.estimate = estimate_weights(info.source, index, config, size)
-        if prepared.estimate is not None:
-            log.info(
-                "%s: %s parameters; weights ~%s (%s unquantised, %s), estimated before load",
-                info.source,
-                _count(prepared.estimate["parameters"]),
-                _gb(prepared.estimate["weights_bytes"]),
-                _gb(prepared.estimate["weights_bytes_unquantized"]),
-                str(dtype).replace("torch.", ""),
-            )
+    size = torch.tensor([], dtype=dtype).element_size()
+    prepared.estimate = estimate_weights(info.source, index, config, size)
+    if prepared.estimate is not None:
+        log.info(
+            "%s: %s parameters; weights ~%s (%s unquantised, %s), estimated before load",
+            info.source,
+            _count(prepared.estimate["parameters"]),
+            _gb(prepared.estimate["weights_bytes"]),
+            _gb(prepared.estimate["weights_bytes_unquantized"]),
+            str(dtype).replace("torch.", ""),
+        )
     if config.quantize is not None:
         import diffusers
 

@@ -416,12 +416,10 @@ class MFluxVisionBackend:
     def __init__(self, config: MFluxBackendConfig | None = None, **_: Any) -> None:
         from .errors import OptionalDependencyMissingError
 
-        error = OptionalDependencyMissingError("mlx-gen", None, feature="the MLX-Gen backend")
-        error.args = (
+        raise OptionalDependencyMissingError(
             "the MLX-Gen (mflux) backend is not part of abstractvision 0.4: use the diffusers "
-            "backend (PyTorch; MPS on Apple silicon), sdcpp (Metal) or an OpenAI-compatible service",
+            "backend (PyTorch; MPS on Apple silicon), sdcpp (Metal) or an OpenAI-compatible service"
         )
-        raise error
 
 
 # The 0.3.x keyword names of each config class (applied with ``old_config_names`` in its module).

@@ -64,9 +64,14 @@ class BackendNotConfiguredError(AbstractVisionError):
 class OptionalDependencyMissingError(AbstractVisionError, ImportError):
     """An engine needs a package from an extra (or, with ``extra=None``, one no extra pulls in)."""
 
-    def __init__(self, package: str, extra: str | None, *, feature: str | None = None) -> None:
+    def __init__(
+        self, package: str, extra: str | None = None, *, feature: str | None = None
+    ) -> None:
         self.package = package
         self.extra = extra
+        if extra is None and feature is None and " " in package:  # 0.3.x: the message alone
+            super().__init__(package)
+            return
         what = feature or "this feature"
         install = f"'abstractvision[{extra}]'" if extra else package
         super().__init__(f"{what} needs the '{package}' package: pip install {install}")

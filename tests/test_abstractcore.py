@@ -163,3 +163,18 @@ def test_make_vision_tools_are_abstractcore_tools_over_the_manager(tiny_sd_dir, 
     assert "$artifact" in edited
     bad = tools["vision_text_to_image"](prompt="x", width=65)
     assert bad["field"] == "width"
+
+
+def test_available_providers_keeps_the_shape_abstractcore_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from abstractcore import create_llm
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("ABSTRACTVISION_ASSUME_OFFLINE", "1")
+    llm = create_llm("openai", model="gpt-4o-mini", api_key="sk-unused")
+    out = llm.vision.available_providers()
+    assert {"openai-compatible", "diffusers", "sdcpp"} <= set(out["available_providers"])
+    assert "openai" not in out["available_providers"]  # offline, and no vision key
+    assert out["details"]["openai-compatible"]["reachable"] is True
+    assert llm.vision.list_provider_models() == []  # an endpoint, but no model configured

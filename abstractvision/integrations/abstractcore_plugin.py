@@ -527,19 +527,49 @@ class AbstractVisionCapability:
         ]
 
     def available_providers(self, *, task: str | None = None) -> dict[str, Any]:
-        """Which engines this install can run (their packages present), without loading any."""
-        rows = {
-            "diffusers": importlib.util.find_spec("diffusers") is not None
-            and importlib.util.find_spec("torch") is not None,
+        """Which engines this install can run, without loading or calling any (0.3.x shape:
+        ``providers``, ``available_providers``, ``details``). ``ABSTRACTVISION_ASSUME_OFFLINE``
+        marks remote services unreachable, except an OpenAI-compatible one on this machine."""
+        from urllib.parse import urlsplit
+
+        s = self._settings
+        base_url = s.get("vision_base_url", "OPENAI_BASE_URL")
+        api_key = s.get("vision_api_key", "OPENAI_API_KEY")
+        offline = s.flag("", "ABSTRACTVISION_ASSUME_OFFLINE", "ABSTRACTCORE_ASSUME_OFFLINE")
+        host = (urlsplit(base_url).hostname or "") if base_url else ""
+        local_url = host in ("localhost", "127.0.0.1", "::1")
+        diffusers = all(importlib.util.find_spec(m) is not None for m in ("diffusers", "torch"))
+        installed = {
+            "openai": True,
+            "openai-compatible": True,
+            "diffusers": diffusers,
+            "huggingface": diffusers,  # the 0.3.x name of the diffusers engine
             "sdcpp": importlib.util.find_spec("stable_diffusion_cpp") is not None,
-            "openai-compatible": bool(self._settings.get("vision_base_url", "OPENAI_BASE_URL")),
-            "openai": bool(self._settings.get("vision_api_key", "OPENAI_API_KEY")),
         }
-        providers = [{"provider": name, "available": ok, "task": task} for name, ok in rows.items()]
+        reachable = {
+            "openai": bool(api_key) and not offline,
+            "openai-compatible": bool(base_url) and (local_url or not offline),
+        }
+        available = [p for p, ok in installed.items() if ok and reachable.get(p, True)]
+        details = {
+            p: {
+                "id": p,
+                "provider": p,
+                "installed": installed[p],
+                "remote": p in reachable,
+                "local": p not in reachable,
+                "reachable": reachable.get(p),
+            }
+            for p in installed
+        }
         return {
+            "task": task,
             "backend_id": self.backend_id,
-            "providers": providers,
-            "available": [p["provider"] for p in providers if p["available"]],
+            "providers": list(installed),
+            "available_providers": available,
+            "details": details,
+            "base_url": base_url,
+            "has_api_key": bool(api_key),
         }
 
     list_available_providers = available_providers
@@ -574,9 +604,9 @@ def _plain(out: Any) -> Any:
 def register(registry: Any) -> None:
     """Register the vision capability with AbstractCore's ``CapabilityRegistry``."""
     hint = (
-        "Set vision_backend (create_llm keyword) or ABSTRACTVISION_PROVIDER to diffusers, sdcpp, "
-        "openai-compatible or openai, and vision_model_id / ABSTRACTVISION_MODEL to the model; "
-        "the default is the hosted OpenAI image API (OPENAI_API_KEY)."
+        "OpenAI HTTP (api.openai.com, OPENAI_API_KEY) by default. Set vision_backend (create_llm "
+        "keyword) or ABSTRACTVISION_PROVIDER to diffusers, sdcpp, openai-compatible or openai, and "
+        "vision_model_id / ABSTRACTVISION_MODEL to the model."
     )
     registry.register_vision_backend(
         backend_id=BACKEND_ID,
@@ -591,7 +621,8 @@ def register(registry: Any) -> None:
         factory=lambda owner: AbstractVisionCapability(owner, backend_id=LEGACY_BACKEND_ID),
         priority=-1,
         description="abstractvision, defaulting to an OpenAI-compatible endpoint (OPENAI_BASE_URL)",
-        config_hint=hint,
+        config_hint="Compatibility backend id (0.3.x): an OpenAI-compatible endpoint by default. "
+        + hint,
     )
 
 

@@ -28,7 +28,7 @@ from .errors import ApiError, error_response, exception_handlers
 from .jobs import VideoJobs
 from .routes import ServerContext, generate, routes
 
-__all__ = ["check_bind", "create_app", "serve"]
+__all__ = ["check_bind", "create_app", "guarded_app", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,18 @@ def check_bind(host: str, auth_token: str | None, insecure: bool) -> None:
         )
 
 
+def guarded_app(app: ASGIApp, host: str, allowed_origins: Sequence[str] = ()) -> ASGIApp:
+    """``app`` behind the shared HTTP guard as ``serve`` runs it: Host must be a loopback name
+    when bound to loopback, an Origin must be the server's own (or ``allowed_origins``), form
+    bodies to the JSON endpoint are refused, WebSocket upgrades never reach a route."""
+    return HttpGuard(
+        app,
+        allowed_hosts=loopback_hosts() if is_loopback(host) else (),
+        allowed_origins=allowed_origins,
+        json_paths=("/v1/images/generations",),
+    )
+
+
 def serve(
     manager: VisionManager,
     *,
@@ -155,10 +167,6 @@ def serve(
     import uvicorn
 
     check_bind(host, auth_token, insecure)
-    app = HttpGuard(  # Host (on loopback), own Origin only, JSON-only generations, no WebSocket
-        create_app(manager, auth_token=auth_token, **options),
-        allowed_hosts=loopback_hosts() if is_loopback(host) else (),
-        json_paths=("/v1/images/generations",),
-    )
+    app = guarded_app(create_app(manager, auth_token=auth_token, **options), host)
     log.info("OpenAI-compatible API on http://%s:%s/v1", host, port)
     uvicorn.run(app, host=host, port=port, log_level=log_level.lower())

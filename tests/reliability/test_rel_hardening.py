@@ -390,6 +390,22 @@ def test_cross_port_csrf_is_refused(tmp_path: Path) -> None:
             assert ok.status_code == 200, (origin, ok.text)
 
 
+def test_standalone_openai_app_has_the_same_guard() -> None:
+    """``abstractvision.openai_server.serve`` runs ``guarded_app``: the same refusals."""
+    from abstractvision import VisionManager
+    from abstractvision.openai_server import create_app
+    from abstractvision.openai_server.app import guarded_app
+
+    app = guarded_app(create_app(VisionManager(FaultBackend(step_s=0.0))), "127.0.0.1")
+    with serving(app) as url:
+        gen, form = url + "/v1/images/generations", {"prompt": "csrf", "size": "64x64"}
+        origin = {"Origin": "http://localhost:3000"}
+        assert httpx.post(gen, data=form, headers=origin).status_code == 403
+        assert httpx.post(gen, data=form).status_code == 415
+        assert httpx.get(url + "/v1/models", headers={"Host": "evil.example"}).status_code == 421
+        assert httpx.post(gen, json=form, headers={"Origin": url}, timeout=30).status_code == 200
+
+
 def test_websocket_upgrades_never_reach_a_handler(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -891,6 +891,8 @@ def sdcpp_hub_config(config: Any, *, required: bool = False) -> Any:
     model = getattr(config, "model", None)
     if not looks_like_hub_id(model) or getattr(config, "diffusion_model", None):
         return config
+    import dataclasses
+
     files = local_files(model, "sdcpp")
     if files is None:
         if required:
@@ -898,8 +900,8 @@ def sdcpp_hub_config(config: Any, *, required: bool = False) -> Any:
                 f"{model} is not on disk for stable-diffusion.cpp: run "
                 f"`{pull_command(model, 'sdcpp')}` (or start the server with --allow-download)"
             )
-        return config
-    import dataclasses
+        name = config.model_name or resolve_model_name(model)
+        return dataclasses.replace(config, model_name=name)
 
     given = {role: getattr(config, role) for role in files if getattr(config, role, None)}
     return dataclasses.replace(

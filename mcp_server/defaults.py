@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from abstractvision.model_downloads import ENGINES, ensure_model
+from abstractvision.model_downloads import ENGINES, ensure_model, local_files, looks_like_hub_id
 from abstractvision.startup import missing_extra, recommend, startup_report
 
 from .config import ServerConfig
 
-__all__ = ["ensure", "prepare", "runnable"]
+__all__ = ["check_later", "ensure", "prepare", "runnable"]
 
 
 def prepare(config: ServerConfig) -> list[str]:
@@ -40,6 +40,23 @@ def prepare(config: ServerConfig) -> list[str]:
 def runnable(config: ServerConfig) -> bool:
     """False when the local engine's extra is missing: no task tool is listed then."""
     return config.ray is not None or missing_extra(config.backend) is None
+
+
+def check_later(config: ServerConfig, model: str | None, task: Any, params: Any) -> bool:
+    """True for a Hub model not on disk that the job will download (``--allow-download``):
+    only the request itself is checked now (bounds, types); the engine's checks need the files.
+    Without downloads the missing model is refused here, naming the pull to run."""
+    from abstractvision.types import REQUEST_TYPES
+
+    name = model or config.model or ""
+    if config.ray or config.backend not in ENGINES or not looks_like_hub_id(name):
+        return False
+    if local_files(name, config.backend, quant=config.quant) is not None:
+        return False
+    if not config.allow_download:
+        ensure(config, name, None)  # raises UnknownModelError naming the pull
+    REQUEST_TYPES[task].from_dict(params)
+    return True
 
 
 def ensure(config: ServerConfig, model: str | None, control: Any) -> None:

@@ -137,6 +137,8 @@ class Engine:
 
     def check(self, task: Task, params: dict[str, Any]) -> None:
         """The library's checks before a job exists (``VisionManager.check``)."""
+        if defaults.check_later(self.config, params.get("model"), task, params):
+            return  # a model the job downloads first: the engine checks once it is on disk
         self.manager.check(task, params)
 
     def run(self, task: Task, params: dict[str, Any], control: Any) -> Any:

@@ -170,8 +170,8 @@ def shot(tab: Any, name: str) -> None:
     tab.evaluate("() => { document.querySelector('#toast').hidden = true; }")
     raw = tab.screenshot()
     image = Image.open(io.BytesIO(raw)).convert("RGB")
-    image.thumbnail((960, 960))
-    image = image.quantize(colors=128)
+    image.thumbnail((760, 760))
+    image = image.quantize(colors=48)
     image.save(Path(SHOTS) / f"playground-{name}.png", optimize=True)
 
 
@@ -218,22 +218,6 @@ def test_bounds_enforced_in_the_page(server: dict[str, Any], page: Any) -> None:
     assert page.evaluate("document.body.dataset.job || ''") == before  # no job was made
 
 
-def test_progress_then_cancel(server: dict[str, Any], page: Any) -> None:
-    store = server["store"]
-    count = len(store.list_artifacts())
-    page.fill("#prompt", "a slow one")
-    fill_params(page, width=256, height=256, steps=60, seed=3)
-    generate(page)
-    page.wait_for_function(
-        "() => /step [0-9]+ of 60 · ETA/.test(document.querySelector('#progress-text').textContent)"
-    )
-    shot(page, "progress")
-    page.click("#cancel")
-    wait_status(page, "cancelled")
-    assert "cancelled" in page.inner_text("#progress-text")
-    assert len(store.list_artifacts()) == count  # nothing stored
-
-
 def test_generate_512_shows_result_quickly(server: dict[str, Any], page: Any) -> None:
     """Records how soon a 512x512 result is on screen after its job finished (not asserted)."""
     delays = []
@@ -252,6 +236,22 @@ def test_generate_512_shows_result_quickly(server: dict[str, Any], page: Any) ->
     print(f"\nplayground: {figure} (median of {delays})", file=sys.stderr)
     with open(os.environ.get("PLAYGROUND_TIMINGS", os.devnull), "a") as out:
         out.write(json.dumps({"result_delay_ms": delays}) + "\n")
+
+
+def test_progress_then_cancel(server: dict[str, Any], page: Any) -> None:
+    store = server["store"]
+    count = len(store.list_artifacts())
+    page.fill("#prompt", "a slow one")
+    fill_params(page, width=64, height=64, steps=200, seed=3)
+    generate(page)
+    page.wait_for_function(
+        "() => /step [0-9]+ of 200 · ETA/.test(document.querySelector('#progress-text').textContent)"
+    )
+    shot(page, "progress")
+    page.click("#cancel")
+    wait_status(page, "cancelled")
+    assert "cancelled" in page.inner_text("#progress-text")
+    assert len(store.list_artifacts()) == count  # nothing stored
 
 
 def test_reuse_result_and_inpaint_with_painted_mask(server: dict[str, Any], page: Any) -> None:

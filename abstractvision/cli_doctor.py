@@ -139,7 +139,7 @@ def _print(doc: dict[str, Any]) -> None:
     for model in doc["models"]:
         print(f"  {model['id']:<50} {model['size_mb']:>9} MB")
     if not doc["models"]:
-        print("  no models cached; get one with `hf download <id>` (or allow_download=true)")
+        print("  no models cached; get one with `abstractvision pull <id>` (or --allow-download)")
     for name, info in doc["backends"].items():
         state = "ready" if info["ready"] else f"missing {', '.join(info['missing'])}"
         print(f"backend {name}: {state}")

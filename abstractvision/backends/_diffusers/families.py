@@ -113,10 +113,23 @@ def is_local_path(source: str) -> bool:
     return source.startswith(("/", "./", "../", "~")) or Path(source).expanduser().exists()
 
 
+def canonical_source(source: str) -> str:
+    """A hub id the registry knows under another name (renamed repo) -> the id to load."""
+    if is_local_path(source):
+        return source
+    try:
+        from ...model_capabilities import VisionModelCapabilitiesRegistry
+
+        return VisionModelCapabilitiesRegistry().canonical_id(source)
+    except Exception:  # the registry is advice here
+        return source
+
+
 def find_model_index(
     source: str, *, allow_download: bool, cache_dir: str | None, revision: str | None
 ) -> Path:
     """The model_index.json of a local folder or a hub id (from the cache unless downloads allowed)."""
+    source = canonical_source(source)
     if is_local_path(source):
         index = Path(source).expanduser() / "model_index.json"
         if not index.is_file():
@@ -141,7 +154,8 @@ def find_model_index(
     except LocalEntryNotFoundError:
         hint = (
             "downloads are off (allow_download=False): fetch it first with "
-            f"`hf download {source}`, point cache_dir at the cache holding it, or allow downloads"
+            f"`abstractvision pull {source}`, point cache_dir at the cache holding it, or allow "
+            "downloads"
             if not allow_download
             else "it could not be downloaded; check the id, the network and HF_TOKEN"
         )
@@ -221,6 +235,7 @@ def read_model_info(index: Path, source: str) -> ModelInfo:
         raise BackendError(f"unreadable model_index.json for {source!r}: {exc}") from None
     import diffusers
 
+    source = canonical_source(source)
     tasks, mask = tasks_of_class(class_name)
     classes = registry_classes(source)
     extra = tuple(t for t in classes if t in (*IMAGE_TASKS, *VIDEO_TASKS) and t not in tasks)
@@ -236,6 +251,8 @@ def family_kwargs(pipe: Any, kwargs: Mapping[str, Any], request: Any) -> dict[st
     - Wan 2.2 A14B runs a second, low-noise expert below ``boundary_ratio``; its guidance is
       ``extra.guidance_scale_2`` (Diffusers' default: the same as guidance_scale).
     - ``extra.max_sequence_length``: the prompt token budget of T5/LLM text encoders.
+    - guidance_scale is Stable Video Diffusion's ``max_guidance_scale`` (the top of its ramp)
+      and Stable Cascade's ``prior_guidance_scale``.
     - A pipeline that sizes its output itself (HunyuanVideo-1.5 image->video: its resolution
       tier) refuses width/height instead of ignoring them.
     """
@@ -249,6 +266,12 @@ def family_kwargs(pipe: Any, kwargs: Mapping[str, Any], request: Any) -> dict[st
             raise InvalidRequestError(
                 side, asked, f"{name} sizes its output from the model itself: omit width/height"
             )
+    guidance = getattr(request, "guidance_scale", None)
+    if guidance is not None and "guidance_scale" not in params:
+        for knob in ("max_guidance_scale", "prior_guidance_scale"):  # SVD / Stable Cascade
+            if knob in params:
+                out[knob] = guidance
+                break
     width, height = kwargs.get("width"), kwargs.get("height")
     if "max_area" in params and width and height:
         out["max_area"] = width * height

@@ -136,6 +136,18 @@ def test_job_events_stream_progress_then_result(server: dict[str, Any]) -> None:
     assert f'filename="{item["id"]}.png"' in download.headers["content-disposition"]
 
 
+def test_no_playground_flag(tmp_path: Path) -> None:
+    from mcp_server.config import load_config
+    from mcp_server.http import build_app
+    from mcp_server.server import create_server
+
+    args = ["--transport", "streamable-http", "--no-playground", "--store", str(tmp_path)]
+    cfg = load_config(args, environ={})
+    with serving(build_app(create_server(cfg), cfg)) as url:
+        assert httpx.get(url + "/").status_code == 404
+        assert httpx.get(url + API + "/tools").status_code == 404
+
+
 # ---- the page, in Debian's Chromium --------------------------------------------------------
 
 
@@ -321,3 +333,37 @@ def test_mcp_artifact_appears_then_compare_copy_download(server: dict[str, Any],
     )
     shot(page, "compare")
     page.click("#compare-close")
+
+
+def test_video_plays_inline_with_its_stored_preview(server: dict[str, Any], page: Any) -> None:
+    from PIL import Image
+
+    from abstractvision import media
+
+    frames = [Image.new("RGB", (64, 48), (40 * i, 90, 200 - 40 * i)) for i in range(5)]
+    mp4, mime = media.encode_video(frames, fps=5, format="mp4")
+    preview, preview_mime = media.encode_video(frames, fps=5, format="webp")
+    store = server["store"]
+    small = store.store_bytes(preview, content_type=preview_mime, tags={"role": "preview"})
+    meta = {
+        "task": "text_to_video",
+        "params": {"prompt": "a spinning cube"},
+        "width": 64,
+        "height": 48,
+        "num_frames": 5,
+        "preview": {"$artifact": small["$artifact"], "content_type": preview_mime},
+    }
+    video = store.store_bytes(mp4, content_type=mime, metadata=meta)["$artifact"]
+    page.evaluate("() => { state.page = 0; return loadGallery(); }")
+    card = page.locator(f".card[data-id='{video}']")
+    assert "video" in card.locator(".badge").inner_text()
+    assert page.locator(f".card[data-id='{small['$artifact']}']").count() == 0  # no previews
+    page.wait_for_function(
+        f"() => document.querySelector(\".card[data-id='{video}'] img.thumb\").naturalWidth > 0"
+    )
+    card.locator("img.thumb").click()
+    page.wait_for_function("() => (document.querySelector('#details video') || {}).videoWidth > 0")
+    assert page.locator("#details video").evaluate("(v) => [v.videoWidth, v.videoHeight]") == [
+        64,
+        48,
+    ]

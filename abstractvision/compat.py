@@ -536,6 +536,16 @@ def _duck_class() -> type:
                 return VisionBackendCapabilities(supported_tasks=tasks, extra_keys=AnyKeys())
             return caps if caps.extra_keys else dataclasses.replace(caps, extra_keys=AnyKeys())
 
+        def list_provider_models(self, *, task: str | None = None) -> Any:
+            own = getattr(self.inner, "list_provider_models", None)
+            return own(task=task) if callable(own) else super().list_provider_models(task=task)
+
+        def list_provider_adapters(
+            self, *, model: str | None = None, task: str | None = None
+        ) -> Any:
+            own = getattr(self.inner, "list_provider_adapters", None)
+            return own(model=model, task=task) if callable(own) else []
+
         def preload(self) -> None:
             getattr(self.inner, "preload", lambda: None)()
 

@@ -34,7 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from ..compat import as_backend, legacy_extra
-from ..errors import CapabilityNotSupportedError, InvalidRequestError
+from ..errors import (
+    AbstractVisionError,
+    BackendError,
+    CapabilityNotSupportedError,
+    InvalidRequestError,
+)
 
 __all__ = ["BACKEND_ID", "LEGACY_BACKEND_ID", "AbstractVisionCapability", "register"]
 
@@ -42,6 +47,7 @@ BACKEND_ID = "abstractvision:openai"
 LEGACY_BACKEND_ID = "abstractvision:openai-compatible"
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 OPENAI_IMAGE_MODEL = "gpt-image-1"
+DIFFUSERS_DEFAULT_MODEL = "runwayml/stable-diffusion-v1-5"  # 0.3.x's default (from the cache)
 
 _ENGINE_ALIASES = {
     "diffusers": "diffusers",
@@ -177,7 +183,7 @@ class AbstractVisionCapability:
             key = (engine, model)
             backend = self._backends.get(key)
             if backend is None:
-                backend = self._backends[key] = self._create(engine, model)
+                backend = self._backends[key] = as_backend(self._create(engine, model))
             return engine, model, backend
 
     def _create(self, engine: str, model: str | None) -> Any:
@@ -186,10 +192,7 @@ class AbstractVisionCapability:
         s = self._settings
         timeout = s.get("vision_timeout_s", "ABSTRACTVISION_TIMEOUT_S")
         if engine == "diffusers":
-            if model is None:
-                raise InvalidRequestError(
-                    "vision_model_id", None, "the diffusers backend needs a model (id or folder)"
-                )
+            model = model or DIFFUSERS_DEFAULT_MODEL
             options: dict[str, Any] = {
                 "model_id": model,
                 "device": s.get("vision_device", "ABSTRACTVISION_DIFFUSERS_DEVICE") or "auto",
@@ -224,7 +227,8 @@ class AbstractVisionCapability:
             raise InvalidRequestError(
                 "vision_base_url",
                 None,
-                "the openai-compatible backend needs a base URL (vision_base_url or OPENAI_BASE_URL)",
+                "Missing vision_base_url / OPENAI_BASE_URL: the openai-compatible backend needs "
+                "the service's base URL, e.g. http://127.0.0.1:8000/v1",
             )
         api_key = s.get("vision_api_key", "OPENAI_API_KEY")
         if engine == "openai" and api_key is None:
@@ -510,11 +514,13 @@ class AbstractVisionCapability:
             if exc.field in _SETTINGS_FIELDS:
                 return []
             raise
-        vm = self._manager(backend, {})
-        return [
-            {**dataclasses.asdict(info), "provider": engine}
-            for info in vm.list_provider_models(task=task)
-        ]
+        try:
+            infos = self._manager(backend, {}).list_provider_models(task=task)
+        except AbstractVisionError:
+            raise
+        except Exception as exc:  # a 0.3.x-style backend's own catalog call
+            raise BackendError(f"the provider model catalog failed: {exc}") from exc
+        return [{**dataclasses.asdict(info), "provider": engine} for info in infos]
 
     def list_provider_adapters(
         self, *, model: str | None = None, task: str | None = None, provider: str | None = None

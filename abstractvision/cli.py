@@ -82,6 +82,9 @@ def _tasks(args: argparse.Namespace) -> int:
 def _show_model(args: argparse.Namespace) -> int:
     model = _registry(args).get(args.model_id)
     data = model.model_dump(mode="json", exclude_none=True, by_alias=True)
+    memory = _model_memory(model)
+    if memory:
+        data["memory"] = memory
     if args.json:
         _print_json(data)
         return 0
@@ -89,6 +92,14 @@ def _show_model(args: argparse.Namespace) -> int:
     print(f"{model.display_name} ({model.id})")
     print(f"  family:  {model.family}")
     print(f"  license: {licence}")
+    if model.aliases:
+        print(f"  aliases: {', '.join(model.aliases)}")
+    if memory:
+        parts = ", ".join(f"{k} {v:g}B" for k, v in model.parameters_b.items())
+        print(
+            f"  memory:  {memory['default_gib']} GiB of weights at {memory['default_dtype']} "
+            f"({model.total_parameters_b:g}B parameters: {parts}); activations come on top"
+        )
     print(f"  engines: {', '.join(k for k, v in data['engines'].items() if v)}")
     if model.notes:
         print(f"  notes:   {model.notes}")
@@ -103,6 +114,21 @@ def _show_model(args: argparse.Namespace) -> int:
             f"  multi_view: LoRA {model.multi_view.lora}; angles {', '.join(model.multi_view.angles)}"
         )
     return 0
+
+
+def _model_memory(model: Any) -> dict[str, Any]:
+    """Weights memory computed from the registry's published parameter counts."""
+    if not model.parameters_b:
+        return {}
+    engine = model.engines.diffusers
+    dtype = engine.torch_dtype if engine and engine.torch_dtype else "bfloat16"
+    gib = {name: round(model.memory_bytes(name) / 2**30, 1) for name in ("float32", "bfloat16")}
+    return {
+        "parameters_b": model.total_parameters_b,
+        "default_dtype": dtype,
+        "default_gib": round(model.memory_bytes(dtype) / 2**30, 1),
+        "weights_gib": gib,
+    }
 
 
 def _add_models(parser: argparse.ArgumentParser) -> None:

@@ -42,6 +42,7 @@ HubId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A
 ClassName = Annotated[str, Field(pattern=r"^[A-Z][A-Za-z0-9]*$")]
 Text = Annotated[str, Field(min_length=1)]
 Number = int | float
+PositiveB = Annotated[float, Field(gt=0, le=2000)]
 ParamName = Literal[
     "width",
     "height",
@@ -52,7 +53,10 @@ ParamName = Literal[
     "num_frames",
     "fps",
     "scale",
+    "guidance_scale_2",
 ]
+# bytes per parameter at a dtype (memory figures in the registry are computed, not stored)
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 SdcppFile = Literal[
     "model",
     "diffusion_model",
@@ -221,6 +225,31 @@ class ModelCapabilities(_Frozen):
     tasks: Annotated[dict[Task, TaskSpec], Field(min_length=1)]
     notes: Text | None = None
     multi_view: MultiViewSpec | None = None
+    # other ids that name this model (a renamed or mirrored repo); they resolve to this entry
+    aliases: list[HubId] = Field(default_factory=list)
+    # published parameter counts in billions, per component (transformer, text_encoder, vae, ...)
+    parameters_b: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], PositiveB] = Field(
+        default_factory=dict
+    )
+
+    @property
+    def total_parameters_b(self) -> float:
+        """All published parameters together, in billions (0.0 when unknown)."""
+        return round(sum(self.parameters_b.values()), 3)
+
+    def memory_bytes(self, dtype: str | None = None) -> int | None:
+        """Bytes the weights take at ``dtype`` (default: the Diffusers default dtype, else bf16).
+
+        Weights only: activations come on top and grow with the output size and frame count.
+        None when the registry has no parameter counts for this model.
+        """
+        if not self.parameters_b:
+            return None
+        engine = self.engines.diffusers
+        name = dtype or (engine.torch_dtype if engine and engine.torch_dtype else "bfloat16")
+        if name not in DTYPE_BYTES:
+            raise InvalidRequestError("dtype", name, f"must be one of {', '.join(DTYPE_BYTES)}")
+        return int(sum(self.parameters_b.values()) * 1e9 * DTYPE_BYTES[name])
 
     @model_validator(mode="after")
     def _coherent(self) -> ModelCapabilities:
@@ -259,10 +288,10 @@ class _Document(_Frozen):
         missing = [t.value for t in Task if t not in self.tasks]
         if missing:
             raise ValueError(f"tasks lacks {missing}")
-        ids = [m.id for m in self.models]
+        ids = [m.id for m in self.models] + [a for m in self.models for a in m.aliases]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
-            raise ValueError(f"duplicate model ids: {dupes}")
+            raise ValueError(f"duplicate model ids or aliases: {dupes}")
         by_id = {m.id: m for m in self.models}
         for row in self.recommended:
             engines = by_id[row.model].engines if row.model in by_id else None
@@ -345,9 +374,14 @@ class VisionModelCapabilitiesRegistry:
                 raise RegistryError(f"cannot read registry {path}: {exc}") from None
             self._doc = _parse(text, str(path))
         self._models = {m.id: m for m in self._doc.models}
+        self._aliases = {a: m.id for m in self._doc.models for a in m.aliases}
 
     def __contains__(self, model_id: object) -> bool:
-        return model_id in self._models
+        return model_id in self._models or model_id in self._aliases
+
+    def canonical_id(self, model_id: str) -> str:
+        """The registry id for ``model_id`` (an alias resolves to its entry); others unchanged."""
+        return self._aliases.get(model_id, model_id)
 
     def list_tasks(self) -> list[str]:
         return [t.value for t in Task]
@@ -368,7 +402,7 @@ class VisionModelCapabilitiesRegistry:
         return self.list_models(task)
 
     def get(self, model_id: str) -> ModelCapabilities:
-        model = self._models.get(model_id)
+        model = self._models.get(self.canonical_id(model_id))
         if model is None:
             lowered = {m.lower(): m for m in self._models}
             found = difflib.get_close_matches(str(model_id).lower(), list(lowered), n=3, cutoff=0.5)
@@ -385,7 +419,7 @@ class VisionModelCapabilitiesRegistry:
 
     def supports(self, model_id: str, task: str | Task) -> bool:
         wanted = _task(task)
-        model = self._models.get(model_id)
+        model = self._models.get(self.canonical_id(model_id))
         return model is not None and wanted in model.tasks
 
     def require_support(self, model_id: str, task: str | Task) -> ModelCapabilities:

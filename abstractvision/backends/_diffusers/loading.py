@@ -15,7 +15,7 @@ from ...errors import (
     OutOfMemoryError,
     UnknownModelError,
 )
-from . import optimize
+from . import memory, optimize
 from .cache import empty_device_cache
 from .families import I2I, IMAGE_PIPELINES, T2I, VIDEO_TASKS, ModelInfo, inpaint_only
 
@@ -108,6 +108,7 @@ def load_pipeline(info: ModelInfo, options: LoadOptions, device: str) -> Any:
         "revision": options.revision,
         "variant": options.variant,
     }
+    memory.check_fits(info.source, kwargs[dtype_key], device, options)  # before any download
     speed = optimize.prepare_load(info, options, device, kwargs[dtype_key])
     try:
         pipe = cls.from_pretrained(

@@ -83,6 +83,10 @@ class HuggingFaceDiffusersBackendConfig:
     memory_budget_bytes: int | None = None
     max_batch_size: int = 1  # > 1: coalesce concurrent text->image calls into one pipeline call
     batch_window_ms: float = 20.0  # how long an idle pipeline waits for a batch to fill
+    # count/seeds batches: True = one pipeline call per image, so image k is byte-identical to a
+    # single call with seed k; False = one call per chunk (faster on a GPU; equal up to float
+    # rounding, since batched matmuls round differently). See _diffusers/explicit_batch.py.
+    exact_batches: bool = True
     # speed options (backends/_diffusers/optimize.py; docs/benchmarks.md says when to use each)
     compile: bool | str = False  # "regional" (= true) | "full"
     compile_warmup: Sequence[str] = ()  # "WxH" sizes compiled at preload (default: model's own)

@@ -1,9 +1,15 @@
-"""Explicit batches (``count``/``seeds``) on Diffusers: one text->image call per chunk of images.
+"""Explicit batches (``count``/``seeds``) on Diffusers: exact by default, batched on request.
+
+Batched matrix products are not batch-invariant: on CPU (MKL/oneDNN) a UNet row computed in a
+batch of 6 differs from the same row alone by ~1e-7, enough to flip a PNG byte now and then
+(measured on the tiny SD: 1 image in 3). So by default (``exact_batches=True``) a batch runs one
+pipeline call per image and image k is byte-identical to a single call with seed k. With
+``exact_batches=False`` a text->image batch is one pipeline call per chunk (what pays on a GPU):
 
 ``run_batch`` runs the first request of a chunk through the backend's normal path with the
 chunk's seeds made current (a context variable): the backend's ``_call`` then builds one item per
-seed (one generator per image, so image k equals a single call with seed k; the VAE decodes one
-image at a time for the same reason) and ``_image`` hands every image to ``collect`` instead of
+seed (one generator per image, so image k is a single call with seed k up to rounding; the VAE
+decodes one image at a time) and ``_image`` hands every image to ``collect`` instead of
 keeping the first. A chunk holds at most ``max(max_batch_size, DEFAULT_CHUNK)`` images so a big
 batch does not take a big batch's memory; a chunk that runs out of memory is retried one by one.
 """
@@ -66,7 +72,7 @@ def run_batch(backend: Any, requests: Sequence[Any], control: GenerationControl 
     # hold byte for byte; text->image batches are exact.
     method = {"text_to_image": backend.generate_image}
     run = method.get(requests[0].task.value) if requests else None
-    if run is None or len(requests) == 1:
+    if run is None or len(requests) == 1 or backend.config.exact_batches:
         return [getattr(backend, _method(r))(r, control=control) for r in requests]
     size = max(backend.config.max_batch_size, DEFAULT_CHUNK)
     out: list[Any] = []

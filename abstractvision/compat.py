@@ -192,7 +192,8 @@ def old_config_names(table: Mapping[str, Converter]) -> Callable[[type], type]:
                 if not new:  # "" : an empty 0.3.x value, dropped without a warning
                     continue
                 warnings.warn(
-                    f"{cls.__name__}({old}={value!r}) is 0.3.x usage; use {new}",
+                    f"{cls.__name__}({old}={value!r}) is 0.3.x usage; "
+                    + (new if new.startswith("it has no effect") else f"use {new}"),
                     DeprecationWarning,
                     stacklevel=2,
                 )
@@ -242,7 +243,7 @@ def ignored(reason: str) -> Converter:
     """A 0.3.x option whose behaviour is now built in; the warning says why nothing is needed."""
 
     def convert(value: Any, kwargs: dict[str, Any]) -> str:
-        return f"nothing ({reason})"
+        return f"it has no effect: {reason}"
 
     return convert
 

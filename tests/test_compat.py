@@ -19,6 +19,10 @@ from abstractvision import (
 from abstractvision.backends import VisionBackend
 
 ROOT = Path(__file__).resolve().parents[1]
+OLD_EXTRAS = (
+    "openai openai-compatible diffusers sdcpp mlx-gen mflux apple gpu huggingface local all "
+    "all-apple all-gpu diffusers-dev huggingface-dev abstractcore models test docs dev"
+)
 HEAVY = ("PIL", "pydantic", "torch", "diffusers", "transformers", "mcp", "numpy", "httpx")
 
 
@@ -62,37 +66,7 @@ def test_extras_of_0_3_34_are_kept_and_mcp_is_not_a_base_dependency() -> None:
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    old = tomllib.loads(
-        Path("/work/ref/abstractvision-0.3.34/pyproject.toml").read_text()
-        if Path("/work/ref/abstractvision-0.3.34/pyproject.toml").exists()
-        else "[project.optional-dependencies]\n"
-        + "\n".join(
-            f'"{n}" = []'
-            for n in [
-                "openai",
-                "openai-compatible",
-                "diffusers",
-                "sdcpp",
-                "mlx-gen",
-                "mflux",
-                "apple",
-                "gpu",
-                "huggingface",
-                "local",
-                "all",
-                "all-apple",
-                "all-gpu",
-                "diffusers-dev",
-                "huggingface-dev",
-                "abstractcore",
-                "models",
-                "test",
-                "docs",
-                "dev",
-            ]
-        )
-    )
-    wanted = set(old.get("project", old)["optional-dependencies"])
+    wanted = set(OLD_EXTRAS.split())  # abstractvision 0.3.34's pyproject
     assert wanted <= set(project["optional-dependencies"])
     assert not any(d.startswith(("mcp", "uvicorn", "starlette")) for d in project["dependencies"])
     assert any(d.startswith("mcp") for d in project["optional-dependencies"]["mcp"])
@@ -116,9 +90,10 @@ def test_removed_public_names_are_back_and_real() -> None:
         assert VisionModelCapabilitiesRegistry(asset_path=str(PACKAGED_PATH)).list_models()
 
     # a LoRAAdapterSpec (0.3.x shape, scale) becomes an extra.loras entry (weight)
-    request = ImageGenerationRequest(
-        prompt="x", lora_adapters=[LoRAAdapterSpec(source="/loras/a", scale=0.5)]
-    )
+    with pytest.warns(DeprecationWarning, match="extra"):
+        request = ImageGenerationRequest(
+            prompt="x", lora_adapters=[LoRAAdapterSpec(source="/loras/a", scale=0.5)]
+        )
     assert request.extra == {"loras": [{"source": "/loras/a", "weight": 0.5}]}
     info = ProviderModelInfo(id="m", capabilities=("text_to_image",))
     assert info.object == "model"
@@ -185,9 +160,9 @@ def test_old_diffusers_config_names_warn_and_keep_their_behaviour() -> None:
     assert any("enable_model_cpu_offload='auto'" in m for m in messages)
     assert any("torch_dtype='auto'" in m for m in messages)
     assert cfg.enable_model_cpu_offload == "auto" and cfg.torch_dtype == "auto"
-    assert HuggingFaceDiffusersBackendConfig(
-        model_id="m", cpu_offload="sequential"
-    ).enable_sequential_cpu_offload
+    with pytest.warns(DeprecationWarning, match="enable_sequential_cpu_offload=True"):
+        sequential = HuggingFaceDiffusersBackendConfig(model_id="m", cpu_offload="sequential")
+    assert sequential.enable_sequential_cpu_offload
     with pytest.raises(InvalidRequestError) as info:
         HuggingFaceDiffusersBackendConfig(model_id="m", cpu_offload="fast")
     assert info.value.field == "cpu_offload"
@@ -204,7 +179,7 @@ def test_old_openai_and_sdcpp_config_names() -> None:
         StableDiffusionCppBackendConfig,
     )
 
-    with pytest.warns(DeprecationWarning, match="videos_path"):
+    with pytest.warns(DeprecationWarning, match="videos_path") as caught:
         cfg = OpenAICompatibleBackendConfig(
             base_url="http://127.0.0.1:9/v1",
             image_generations_path="/gen",
@@ -212,6 +187,7 @@ def test_old_openai_and_sdcpp_config_names() -> None:
             image_to_video_mode="json_b64",
         )
     assert cfg.images_generations_path == "/gen" and cfg.videos_path == "/vid"
+    assert any("no effect" in str(w.message) for w in caught)  # image_to_video_mode
     with pytest.warns(DeprecationWarning, match="sampler, vae_tiling, n_threads"):
         sd = StableDiffusionCppBackendConfig(
             model="m.gguf",
@@ -242,3 +218,11 @@ def test_mlx_names_exist_and_say_the_backend_is_gone() -> None:
 
     with pytest.raises(OptionalDependencyMissingError, match="MLX-Gen"):
         MFluxVisionBackend(config=MFluxBackendConfig(model="z-image-turbo"))
+
+
+def test_the_seed_examples_registry_ids() -> None:
+    from abstractvision import VisionModelCapabilitiesRegistry
+
+    reg = VisionModelCapabilitiesRegistry()
+    reg.require_support("Qwen/Qwen-Image-2512", "text_to_image")
+    assert reg.supports("runwayml/stable-diffusion-v1-5", "text_to_image")

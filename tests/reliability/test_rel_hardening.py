@@ -266,6 +266,31 @@ async def test_gif_of_870k_frames_is_refused_from_its_headers(server: Any) -> No
     )
 
 
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP"])
+def test_frames_are_counted_from_headers(fmt: str) -> None:
+    """Animated GIF, APNG and WebP: the count comes from the headers and is bounded by
+    LIMITS.max_image_frames before anything is decoded."""
+    import io
+
+    from PIL import Image
+
+    from abstractvision import media
+    from abstractvision.types import LIMITS
+
+    def animation(n: int) -> bytes:
+        frames = [Image.new("RGB", (8, 8), (i % 256, i // 256 * 60, 0)) for i in range(n)]
+        out = io.BytesIO()
+        extra = {"lossless": True} if fmt == "WEBP" else {}  # distinct frames stay distinct
+        frames[0].save(
+            out, format=fmt, save_all=True, append_images=frames[1:], duration=10, **extra
+        )
+        return out.getvalue()
+
+    assert media.inspect_image(animation(3)).n_frames == 3
+    with pytest.raises(InvalidRequestError, match=f"over {LIMITS.max_image_frames} frames"):
+        media.inspect_image(animation(LIMITS.max_image_frames + 1))
+
+
 def test_parallel_decodes_are_bounded(tmp_path: Path) -> None:
     """16 threads decode a 4096x4096 PNG (48 MiB each) at once: peak RSS shows at most a few
     decodes in flight (LIMITS.max_parallel_decodes), not sixteen."""

@@ -66,6 +66,7 @@ _ENGINE_ALIASES = {
 }
 _MLX = ("mlx-gen", "mlx_gen", "mlx", "mflux")
 _SDCPP_FILES = ("diffusion_model", "vae", "llm", "llm_vision", "clip_l", "clip_g", "t5xxl")
+_INJECTED = ("injected", None)  # the _backends key of a backend passed in by the owner
 # settings whose absence means "no backend configured" (discovery answers empty, calls fail)
 _SETTINGS_FIELDS = ("OPENAI_API_KEY", "vision_base_url", "vision_model_id")
 # keyword arguments AbstractCore passes that are not request parameters
@@ -123,8 +124,15 @@ class AbstractVisionCapability:
         self._lock = threading.RLock()
         self._backends: dict[tuple[str, str | None], Any] = {}
         self._loaded: dict[str, dict[str, Any]] = {}  # load_id -> record
+        self._keys: dict[str, tuple[str, str | None]] = {}  # load_id -> key in _backends
 
     # --- backend selection ---------------------------------------------------------------
+
+    def _configured_name(self) -> str | None:
+        s = self._settings
+        return _engine_name(
+            s.get("vision_backend", "ABSTRACTVISION_PROVIDER", "ABSTRACTVISION_BACKEND")
+        )
 
     def _configured_engine(self) -> str:
         s = self._settings
@@ -171,13 +179,13 @@ class AbstractVisionCapability:
             if head.lower() in _ENGINE_ALIASES or head.lower() in _MLX:
                 provider, model = head, rest
         with self._lock:
-            if provider is None and ("injected", None) in self._backends:
-                return "injected", model, self._backends[("injected", None)]
-            if provider is None:
+            injected = self._backends.get(_INJECTED) if provider is None else None
+            if provider is None and injected is None:
                 injected = self._injected()
                 if injected is not None:
-                    self._backends[("injected", None)] = injected
-                    return "injected", model, injected
+                    self._backends[_INJECTED] = injected
+            if injected is not None:  # named after vision_backend when that is set, as in 0.3.x
+                return self._configured_name() or "injected", model, injected
             engine = _engine_name(provider) or self._configured_engine()
             model = model or self._default_model(engine)
             key = (engine, model)
@@ -415,6 +423,8 @@ class AbstractVisionCapability:
         load_id = f"{engine}:{model or 'default'}"
         now = time.time()
         with self._lock:
+            injected = backend is self._backends.get(_INJECTED)
+            self._keys[load_id] = _INJECTED if injected else (engine, model)
             record = self._loaded.get(load_id)
             if record is None:
                 record = self._loaded[load_id] = {
@@ -484,11 +494,7 @@ class AbstractVisionCapability:
         record = matched[0]
         with self._lock:
             self._loaded.pop(record["load_id"], None)
-            key = (
-                ("injected", None)
-                if record["provider"] == "injected"
-                else (record["provider"], record["model"])
-            )
+            key = self._keys.pop(record["load_id"], (record["provider"], record["model"]))
             backend = self._backends.pop(key, None)
         if backend is not None:
             backend.unload()

@@ -178,3 +178,20 @@ def test_available_providers_keeps_the_shape_abstractcore_reads(
     assert "openai" not in out["available_providers"]  # offline, and no vision key
     assert out["details"]["openai-compatible"]["reachable"] is True
     assert llm.vision.list_provider_models() == []  # an endpoint, but no model configured
+
+
+def test_upscale_image_through_abstractcore(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from abstractcore import create_llm
+    from tiny_upscalers import build_tiny_ldm_sr
+
+    ldm = build_tiny_ldm_sr(tmp_path / "ldm-sr")
+    llm = create_llm(
+        "openai",
+        model="gpt-4o-mini",
+        api_key="sk-unused",
+        vision_backend="diffusers",
+        vision_model_id=str(ldm),
+        vision_device="cpu",
+    )
+    out = llm.vision.upscale_image(png(), resolution="4x", steps=2, seed=3)
+    assert out.startswith(PNG) and image_size(out) == (256, 256)

@@ -407,9 +407,11 @@ class RuntimeArtifactStoreAdapter:
         run_id: str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        for method in ("store", "load", "get_metadata"):
+        for method in ("store", "load"):  # get_metadata is optional, as in 0.3.x
             if not callable(getattr(store, method, None)):
                 raise TypeError(f"runtime store {type(store).__name__} has no {method}()")
+        # a store written for 0.3.x takes no metadata= (the ref still carries it)
+        self._takes_metadata = compat.accepts_keyword(store.store, "metadata")
         self._store = store
         self._run_id = run_id
         self._tags = {str(k): str(v) for k, v in (tags or {}).items()}
@@ -439,12 +441,13 @@ class RuntimeArtifactStoreAdapter:
         meta = _json_safe({**(metadata or {}), "sha256": sha})
         if filename:
             meta["filename"] = filename
+        extra_args = {"metadata": meta} if self._takes_metadata else {}
         stored = self._store.store(
             content,
             content_type=content_type,
             run_id=self._run_id,
             tags={**self._tags, **{str(k): str(v) for k, v in (tags or {}).items()}},
-            metadata=meta,
+            **extra_args,
         )
         artifact_id = _field(stored, "artifact_id")
         return make_media_ref(
@@ -464,6 +467,9 @@ class RuntimeArtifactStoreAdapter:
         return bytes(data)
 
     def get_metadata(self, artifact_id: str) -> dict[str, Any]:
+        if not callable(getattr(self._store, "get_metadata", None)):  # a 0.3.x-style store
+            data = self.load_bytes(artifact_id)
+            return {"artifact_id": artifact_id, "content_type": compat.sniff_type(data)}
         meta = self._store.get_metadata(self._check_id(artifact_id))
         if meta is None:
             raise ArtifactNotFoundError(f"no artifact {artifact_id} in the runtime store")

@@ -323,13 +323,7 @@ class AnyKeys(dict):  # type: ignore[type-arg]
 
 
 def _takes_control(fn: Callable[..., Any]) -> bool:
-    import inspect
-
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.name == "control" or p.kind is p.VAR_KEYWORD for p in params)
+    return accepts_keyword(fn, "control")
 
 
 def _without_control(fn: Callable[..., Any], task: str) -> Callable[..., Any]:
@@ -571,3 +565,36 @@ def _duck_class() -> type:
         if name != "generate_angles":  # the generic multi-view route stays available
             setattr(DuckTypedBackend, name, task_method(name, task))
     return DuckTypedBackend
+
+
+# --- runtime stores written for 0.3.x ------------------------------------------------------------
+
+
+def accepts_keyword(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` takes the keyword ``name`` (or ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
+
+
+_MAGIC = (
+    (b"\x89PNG", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+)
+
+
+def sniff_type(data: bytes) -> str:
+    """The MIME type of generated media from its first bytes (for stores that keep none)."""
+    for magic, mime in _MAGIC:
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[4:8] == b"ftyp":
+        return "video/mp4"
+    return "application/octet-stream"

@@ -226,3 +226,27 @@ def test_the_seed_examples_registry_ids() -> None:
     reg = VisionModelCapabilitiesRegistry()
     reg.require_support("Qwen/Qwen-Image-2512", "text_to_image")
     assert reg.supports("runwayml/stable-diffusion-v1-5", "text_to_image")
+
+
+def test_runtime_store_written_for_0_3_x() -> None:
+    """store(content, content_type, run_id, tags) without metadata=, and no get_metadata."""
+    from http_servers import png
+
+    from abstractvision import RuntimeArtifactStoreAdapter
+
+    class OldStore:
+        def __init__(self) -> None:
+            self.blobs: dict[str, bytes] = {}
+
+        def store(self, content, *, content_type, run_id=None, tags=None):  # type: ignore[no-untyped-def]
+            self.blobs[f"a{len(self.blobs)}"] = content
+            return {"artifact_id": f"a{len(self.blobs) - 1}"}
+
+        def load(self, artifact_id):  # type: ignore[no-untyped-def]
+            return self.blobs.get(artifact_id)
+
+    adapter = RuntimeArtifactStoreAdapter(OldStore(), run_id="r")
+    ref = adapter.store_bytes(png(), content_type="image/png", metadata={"seed": 1})
+    assert ref["metadata"]["seed"] == 1  # kept in the ref
+    assert adapter.load_bytes(ref["$artifact"]) == png()
+    assert adapter.get_metadata(ref["$artifact"])["content_type"] == "image/png"

@@ -165,6 +165,7 @@ async def videos_create(request: Request) -> Response:
     caps = await anyio.to_thread.run_sync(ctx.manager.capabilities)
     if not caps.supports(task):
         raise CapabilityNotSupportedError(f"this server cannot run {task}")
+    await anyio.to_thread.run_sync(ctx.manager.check, task, params)  # the library's pre-job check
     if "image" in params:  # off the event loop: a decode may take a second
         await anyio.to_thread.run_sync(
             functools.partial(media.inspect_image, params["image"], field="input_reference")

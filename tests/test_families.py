@@ -86,9 +86,7 @@ def manager_for(
             managers[name] = VisionManager(backend=backend, store=store)
         return managers[name]
 
-    yield get
-    for vm in managers.values():
-        vm.backend.unload()
+    return get  # no unload: ~25 tiny pipelines, and one gc pass per unload cost ~25 s
 
 
 # no max_sequence_length in __call__, or (CogVideoX) a fixed one

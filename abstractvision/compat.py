@@ -435,13 +435,26 @@ SDCPP_CONFIG = {
     "timeout_s": rename("generate_timeout_s"),
     "cwd": ignored("no sd-cli process is started"),
 }
-_VIDEOS = "the service must speak the OpenAI videos API: POST, then poll the job"
+
+
+def _sync_video(task: str) -> Converter:
+    """0.3.x's video path: the same synchronous endpoint (POST, video in the answer)."""
+
+    def convert(value: Any, kwargs: dict[str, Any]) -> str | None:
+        if not value:
+            return ""
+        kwargs["sync_video_paths"] = {**dict(kwargs.get("sync_video_paths") or {}), task: value}
+        return f"sync_video_paths={{{task!r}: ...}} (or videos_path for the OpenAI video-jobs API)"
+
+    return convert
+
+
 OPENAI_CONFIG = {
     "image_generations_path": rename("images_generations_path"),
     "image_edits_path": rename("images_edits_path"),
-    "text_to_video_path": rename("videos_path", _VIDEOS),
-    "image_to_video_path": rename("videos_path", _VIDEOS),
-    "image_to_video_mode": ignored("the videos API takes the image as multipart"),
+    "text_to_video_path": _sync_video("text_to_video"),
+    "image_to_video_path": _sync_video("image_to_video"),
+    "image_to_video_mode": rename("sync_image_to_video_mode"),
     "models_path": ignored("models are configured (model_id / models), not listed"),
 }
 

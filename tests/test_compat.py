@@ -179,15 +179,18 @@ def test_old_openai_and_sdcpp_config_names() -> None:
         StableDiffusionCppBackendConfig,
     )
 
-    with pytest.warns(DeprecationWarning, match="videos_path") as caught:
+    with pytest.warns(DeprecationWarning, match="sync_video_paths"):
         cfg = OpenAICompatibleBackendConfig(
             base_url="http://127.0.0.1:9/v1",
             image_generations_path="/gen",
             text_to_video_path="/vid",
             image_to_video_mode="json_b64",
         )
-    assert cfg.images_generations_path == "/gen" and cfg.videos_path == "/vid"
-    assert any("no effect" in str(w.message) for w in caught)  # image_to_video_mode
+    assert cfg.images_generations_path == "/gen"
+    assert dict(cfg.sync_video_paths) == {"text_to_video": "/vid"}
+    assert cfg.sync_image_to_video_mode == "json_b64"
+    with pytest.warns(DeprecationWarning, match="no effect"):
+        OpenAICompatibleBackendConfig(base_url="http://127.0.0.1:9/v1", models_path="/models")
     with pytest.warns(DeprecationWarning, match="sampler, vae_tiling, n_threads"):
         sd = StableDiffusionCppBackendConfig(
             model="m.gguf",
@@ -250,3 +253,47 @@ def test_runtime_store_written_for_0_3_x() -> None:
     assert ref["metadata"]["seed"] == 1  # kept in the ref
     assert adapter.load_bytes(ref["$artifact"]) == png()
     assert adapter.get_metadata(ref["$artifact"])["content_type"] == "image/png"
+
+
+def test_0_3_x_synchronous_video_endpoints_on_a_real_server() -> None:
+    """text_to_video_path / image_to_video_path (+ json_b64): one POST, the video in the answer."""
+    import base64
+
+    from http_servers import png, serving
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from abstractvision.backends import OpenAICompatibleVisionBackend
+
+    mp4 = b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 32
+    seen: list[dict] = []
+
+    async def video(request: Request) -> JSONResponse:
+        if request.headers["content-type"].startswith("multipart/"):
+            form = await request.form()
+            seen.append({"form": dict(form), "image": await form["image"].read()})
+        else:
+            seen.append(await request.json())
+        return JSONResponse({"data": [{"b64_json": base64.b64encode(mp4).decode()}]})
+
+    app = Starlette(routes=[Route(p, video, methods=["POST"]) for p in ("/v1/t2v", "/v1/i2v")])
+    with serving(app) as base, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for mode in ("multipart", "json_b64"):
+            backend = OpenAICompatibleVisionBackend(
+                base_url=base + "/v1",
+                model_id="wan",
+                text_to_video_path="/t2v",
+                image_to_video_path="/i2v",
+                image_to_video_mode=mode,
+            )
+            vm = VisionManager(backend=backend)
+            out = vm.generate_video("waves", width=64, height=64, num_frames=9, seed=2)
+            assert out.data == mp4 and out.mime_type == "video/mp4"
+            assert vm.image_to_video(png(), prompt="move").data == mp4
+    t2v, i2v_form, _, i2v_json = seen
+    assert (t2v["prompt"], t2v["model"], t2v["width"], t2v["num_frames"]) == ("waves", "wan", 64, 9)
+    assert i2v_form["image"] == png() and i2v_form["form"]["prompt"] == "move"
+    assert base64.b64decode(i2v_json["image_b64"]) == png()

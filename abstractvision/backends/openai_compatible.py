@@ -39,6 +39,7 @@ from ..types import (
     VideoGenerationRequest,
     VisionBackendCapabilities,
 )
+from . import _openai_sync_video
 from ._openai_http import HTTPTransport, RemoteServiceError, read_json
 from ._openai_video import VideoJobClient
 from .base_backend import VisionBackend
@@ -102,6 +103,9 @@ class OpenAICompatibleBackendConfig:
     images_edits_path: str = "/images/edits"
     images_upscale_path: str = "/images/upscale"
     videos_path: str = "/videos"
+    # 0.3.x synchronous video endpoints instead of the jobs API (_openai_sync_video.py)
+    sync_video_paths: Mapping[str, str] = field(default_factory=dict)  # task -> path
+    sync_image_to_video_mode: Literal["multipart", "json_b64"] = "multipart"
     extra_keys: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
 
@@ -118,6 +122,14 @@ class OpenAICompatibleBackendConfig:
             models[task] = (ids,) if isinstance(ids, str) else tuple(ids)
         object.__setattr__(self, "models", MappingProxyType(models))
         object.__setattr__(self, "tasks", tuple(self.tasks))
+        for task in self.sync_video_paths:
+            if task not in ("text_to_video", "image_to_video"):
+                raise InvalidRequestError("sync_video_paths", task, "a video task")
+        object.__setattr__(self, "sync_video_paths", MappingProxyType(dict(self.sync_video_paths)))
+        if self.sync_image_to_video_mode not in ("multipart", "json_b64"):
+            raise InvalidRequestError(
+                "sync_image_to_video_mode", self.sync_image_to_video_mode, "multipart or json_b64"
+            )
         clash = sorted(RESERVED & set(self.extra_keys))
         if clash:
             raise InvalidRequestError("extra_keys", clash[0], "is a request field, not an extra")
@@ -289,6 +301,12 @@ class OpenAICompatibleVisionBackend(VisionBackend):
                 body[name] = getattr(request, name)
         if request.output_format is not None:
             body["output_format"] = request.output_format
+        sync_path = self.config.sync_video_paths.get(task.value)
+        if sync_path:
+            mode = self.config.sync_image_to_video_mode
+            return _openai_sync_video.run(
+                self._http, sync_path, body, image, mode, control, self._result_bytes
+            )
         base = self.config.videos_path.rstrip("/")
         if image is None:
             send: dict[str, Any] = {"json": body}

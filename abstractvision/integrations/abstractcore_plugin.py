@@ -246,6 +246,15 @@ class AbstractVisionCapability:
         options = {"base_url": base_url, "api_key": api_key, "model_id": model}
         if timeout:
             options["timeout_s"] = float(timeout)
+        sync = {  # 0.3.x's synchronous video endpoints, when configured
+            task: s.get(f"vision_{task}_path", f"ABSTRACTVISION_{task.upper()}_PATH")
+            for task in ("text_to_video", "image_to_video")
+        }
+        if any(sync.values()):
+            options["sync_video_paths"] = {k: v for k, v in sync.items() if v}
+            mode = s.get("vision_image_to_video_mode", "ABSTRACTVISION_IMAGE_TO_VIDEO_MODE")
+            if mode:
+                options["sync_image_to_video_mode"] = mode
         return create_backend("openai", **{k: v for k, v in options.items() if v is not None})
 
     # --- running one call ----------------------------------------------------------------

@@ -190,8 +190,8 @@ def make_vision_tools(
         import dataclasses
 
         return [
-            dataclasses.asdict(info)
-            for info in vm.list_provider_adapters(model=model_id, task=task)
+            {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(i).items()}
+            for i in vm.list_provider_adapters(model=model_id, task=task)
         ]
 
     tools.append(vision_list_adapters)

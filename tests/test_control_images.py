@@ -38,10 +38,17 @@ def circle() -> bytes:
 @pytest.fixture(scope="module")
 def control_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     pytest.importorskip("diffusers")
-    from tiny_control import build_tiny_flux_control, build_tiny_sd_controlnet
+    from tiny_control import (
+        build_tiny_controlnet,
+        build_tiny_flux_control,
+        build_tiny_sd_controlnet,
+    )
 
     root = tmp_path_factory.mktemp("control")
-    out = {"controlnet": build_tiny_sd_controlnet(root / "sd-controlnet")}
+    out = {
+        "controlnet": build_tiny_sd_controlnet(root / "sd-controlnet"),
+        "controlnet_model": build_tiny_controlnet(root / "controlnet-model"),
+    }
     try:
         out["flux"] = build_tiny_flux_control(root / "flux-control")
     except ImportError as exc:  # tests/tiny_families.py (the shared FLUX parts) is missing
@@ -77,6 +84,28 @@ def test_controlnet_sd_follows_the_control_image(
     with pytest.raises(InvalidRequestError) as bad:
         vm.generate_image("a house", control_image=square(), control_strength=2.5)
     assert bad.value.field == "control_strength" and "2.0" in str(bad.value)
+
+
+def test_controlnet_option_over_a_plain_model(
+    control_models: dict[str, Path], tiny_sd_dir: Path
+) -> None:
+    """controlnet=<ControlNetModel folder> beside a plain SD: a control image selects the
+    ControlNet pipeline (same bytes as the saved ControlNet pipeline); none, the plain model."""
+    from abstractvision.backends import HuggingFaceDiffusersVisionBackend
+
+    backend = HuggingFaceDiffusersVisionBackend(
+        model_id=str(tiny_sd_dir), device="cpu", controlnet=str(control_models["controlnet_model"])
+    )
+    vm = VisionManager(backend)
+    assert vm.capabilities().supports_control_image
+    plain = vm.generate_image("a house", seed=1, steps=2)
+    assert plain.metadata["pipeline"] == "StableDiffusionPipeline"
+    led = vm.generate_image("a house", control_image=square(), seed=1, steps=2)
+    assert led.metadata["pipeline"] == "StableDiffusionControlNetPipeline"
+    saved = _vm(control_models["controlnet"]).generate_image(
+        "a house", control_image=square(), seed=1, steps=2
+    )
+    assert led.data == saved.data != plain.data
 
 
 def test_flux_control_channels_follow_the_control_image(control_models: dict[str, Path]) -> None:

@@ -10,16 +10,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-__all__ = ["build_tiny_flux_control", "build_tiny_sd_controlnet"]
+__all__ = ["build_tiny_controlnet", "build_tiny_flux_control", "build_tiny_sd_controlnet"]
 
 
-def build_tiny_sd_controlnet(path: Path) -> Path:
+def _controlnet() -> Any:
     import torch
-    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
-    from tiny_models import _sd_parts
+    from diffusers import ControlNetModel
 
-    parts = _sd_parts()
     torch.manual_seed(5)
     controlnet = ControlNetModel(
         in_channels=4,
@@ -37,9 +36,23 @@ def build_tiny_sd_controlnet(path: Path) -> Path:
             module.bias.normal_(0, 0.1)
         last = controlnet.controlnet_cond_embedding.conv_out
         last.weight.normal_(0, 0.5)
+    return controlnet
+
+
+def build_tiny_controlnet(path: Path) -> Path:
+    """The ControlNetModel alone (for the backend's ``controlnet`` option over the tiny SD)."""
+    _controlnet().save_pretrained(path)
+    return path
+
+
+def build_tiny_sd_controlnet(path: Path) -> Path:
+    """A saved StableDiffusionControlNetPipeline: the tiny SD parts + the same ControlNet."""
+    from diffusers import StableDiffusionControlNetPipeline
+    from tiny_models import _sd_parts
+
     pipe = StableDiffusionControlNetPipeline(
-        **parts,
-        controlnet=controlnet,
+        **_sd_parts(),
+        controlnet=_controlnet(),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

@@ -87,6 +87,8 @@ class HuggingFaceDiffusersBackendConfig:
     # single call with seed k; False = one call per chunk (faster on a GPU; equal up to float
     # rounding, since batched matmuls round differently). See _diffusers/explicit_batch.py.
     exact_batches: bool = True
+    # a ControlNet (folder or Hub id) for the text->image model: control_image selects it
+    controlnet: str | None = None
     # speed options (backends/_diffusers/optimize.py; docs/benchmarks.md says when to use each)
     compile: bool | str = False  # "regional" (= true) | "full"
     compile_warmup: Sequence[str] = ()  # "WxH" sizes compiled at preload (default: model's own)
@@ -189,7 +191,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
             supported_tasks=tuple(t for t in _TASKS if t in by_task),
             supports_mask=mask,
             supports_control_image=diffusers_control.supports_control(
-                self._infos, by_task.get(families.T2I, [])
+                self._infos, by_task.get(families.T2I, []), self.config.controlnet
             ),
             max_width=LIMITS.max_side,
             max_height=LIMITS.max_side,
@@ -259,7 +261,10 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         if pipe is not None:
             return pipe, 0.0
         started = time.perf_counter()
-        pipe = loading.derive(entry.pipe, kind, info.registry_classes.get(kind))
+        if kind == diffusers_control.CONTROL:  # the configured ControlNet over these weights
+            pipe = diffusers_control.derive(entry.pipe, self.config.controlnet, self._hub_options())
+        else:
+            pipe = loading.derive(entry.pipe, kind, info.registry_classes.get(kind))
         pipe.set_progress_bar_config(disable=True)
         entry.derived[kind] = pipe
         return pipe, 0.0 if pipe is entry.pipe else time.perf_counter() - started
@@ -297,9 +302,11 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
     ) -> GeneratedAsset:
         info = self._model_for(families.T2I, request.model)
         inputs = {"prompt": request.prompt, "width": request.width, "height": request.height}
-        more, required = diffusers_control.control_inputs(info, request)  # control image
+        more, required, kind = diffusers_control.control_inputs(
+            info, request, self.config.controlnet
+        )  # a control image, for a control model or the configured ControlNet
         inputs.update(more)
-        return self._image(info, families.T2I, request, inputs, control, required=required)
+        return self._image(info, kind, request, inputs, control, required=required)
 
     def edit_image(
         self, request: ImageEditRequest, *, control: GenerationControl | None = None

@@ -251,7 +251,7 @@ def api_app(state: ServerState) -> Starlette:
 
         async def stream() -> AsyncIterator[bytes]:
             first: tuple[float, int] | None = None  # (time, step) of the first step seen
-            queue: list[bytes] = []
+            chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
 
             async def on_progress(event: Any) -> None:
                 nonlocal first
@@ -263,27 +263,27 @@ def api_app(state: ServerState) -> Starlette:
                     elif event.step > first[1]:
                         per_step = (now - first[0]) / (event.step - first[1])
                         eta = round(per_step * (event.total - event.step), 2)
-                queue.append(
-                    _sse(
-                        "progress",
-                        {
-                            "step": event.step,
-                            "total": event.total,
-                            "message": event.message,
-                            "eta_s": eta,
-                        },
-                    )
-                )
+                progress = {"step": event.step, "total": event.total, "message": event.message}
+                chunks.put_nowait(_sse("progress", {**progress, "eta_s": eta}))
+
+            async def pump() -> None:  # the job manager pushes each event as it happens
+                cursor = 0
+                try:
+                    while True:
+                        cursor = await state.jobs.wait(job, _HEARTBEAT_S, on_progress, cursor=cursor)
+                        if job.done:
+                            break
+                        chunks.put_nowait(b": keep-alive\n\n")
+                finally:
+                    chunks.put_nowait(None)
 
             yield _sse("status", {"status": job.status, "job_id": job.id, "task": job.task})
-            cursor = 0
-            while True:
-                cursor = await state.jobs.wait(job, _HEARTBEAT_S, on_progress, cursor=cursor)
-                while queue:
-                    yield queue.pop(0)
-                if job.done:
-                    break
-                yield b": keep-alive\n\n"
+            pumping = asyncio.ensure_future(pump())
+            try:
+                while (chunk := await chunks.get()) is not None:
+                    yield chunk
+            finally:
+                pumping.cancel()
             refs = _refs(job.result) if job.status == "succeeded" else []
             items = [item_of(r) | _created(r) for r in refs]
             yield _sse(

@@ -108,12 +108,15 @@ def test_tool_schemas_and_bounds(server: dict[str, Any]) -> None:
 
 
 def test_job_events_stream_progress_then_result(server: dict[str, Any]) -> None:
-    params = {"prompt": "a red cube", "width": 64, "height": 64, "steps": 3, "seed": 4}
+    params = {"prompt": "a red cube", "width": 64, "height": 64, "steps": 8, "seed": 4}
     url = server["url"] + API
-    job = httpx.post(url + "/jobs", json={"task": "text_to_image", "params": params}, headers=AUTH)
+    body = {"task": "text_to_image", "params": params}
+    job = httpx.post(url + "/jobs", json=body, headers=AUTH, timeout=60)
     assert job.status_code == 200, job.text
     events: list[tuple[str, Any]] = []
-    with httpx.stream("GET", f"{url}/jobs/{job.json()['job_id']}/events", headers=AUTH) as answer:
+    job_id = job.json()["job_id"]
+    running_at_first_step = None
+    with httpx.stream("GET", f"{url}/jobs/{job_id}/events", headers=AUTH, timeout=120) as answer:
         assert answer.headers["content-type"].startswith("text/event-stream")
         name = ""
         for line in answer.iter_lines():
@@ -121,6 +124,9 @@ def test_job_events_stream_progress_then_result(server: dict[str, Any]) -> None:
                 name = line[6:].strip()
             elif line.startswith("data:"):
                 events.append((name, json.loads(line[5:])))
+                if name == "progress" and running_at_first_step is None:
+                    running_at_first_step = not server["state"].jobs.get(job_id).done
+    assert running_at_first_step  # each step is pushed as it happens, not when the job ends
     steps = [data for name, data in events if name == "progress"]
     assert steps and steps[-1]["step"] == steps[-1]["total"]
     name, done = events[-1]
@@ -144,8 +150,8 @@ def test_no_playground_flag(tmp_path: Path) -> None:
     args = ["--transport", "streamable-http", "--no-playground", "--store", str(tmp_path)]
     cfg = load_config(args, environ={})
     with serving(build_app(create_server(cfg), cfg)) as url:
-        assert httpx.get(url + "/").status_code == 404
-        assert httpx.get(url + API + "/tools").status_code == 404
+        assert httpx.get(url + "/", timeout=30).status_code == 404
+        assert httpx.get(url + API + "/tools", timeout=30).status_code == 404
 
 
 # ---- the page, in Debian's Chromium --------------------------------------------------------

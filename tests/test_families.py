@@ -90,7 +90,13 @@ def manager_for(
 
 
 # no max_sequence_length in __call__, or (CogVideoX) a fixed one
-NO_SEQUENCE_LENGTH = {"sdxl", "hunyuan-video15", "hunyuan-video15-i2v", "cogvideox"}
+NO_SEQUENCE_LENGTH = {
+    "sdxl",
+    "hunyuan-video15",
+    "hunyuan-video15-i2v",
+    "cogvideox",
+    "cogvideox-i2v",
+}
 
 
 def _extra(name: str) -> dict[str, Any]:

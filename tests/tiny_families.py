@@ -659,14 +659,14 @@ def _ltx() -> dict[str, Any]:
     }
 
 
-def _cogvideox() -> dict[str, Any]:
+def _cogvideox(in_channels: int = 4) -> dict[str, Any]:
     from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel, DDIMScheduler
 
     _seed(0)
     transformer = CogVideoXTransformer3DModel(
         num_attention_heads=2,
         attention_head_dim=8,
-        in_channels=4,
+        in_channels=in_channels,  # image->video: noise + image latents
         out_channels=4,
         time_embed_dim=2,
         text_embed_dim=32,
@@ -1044,6 +1044,11 @@ FAMILIES: dict[str, Family] = {
         config={"expand_timesteps": True},
     ),
     "ltx": Family("LTXPipeline", _ltx, (T2V,), frames=9),
+    "ltx-i2v": Family("LTXImageToVideoPipeline", _ltx, (I2V,), frames=9),
+    "ltx2-i2v": Family("LTX2ImageToVideoPipeline", _ltx2, (I2V,), frames=9),
+    "cogvideox-i2v": Family(
+        "CogVideoXImageToVideoPipeline", lambda: _cogvideox(8), (I2V,), frames=5
+    ),
     "cogvideox": Family("CogVideoXPipeline", _cogvideox, (T2V,), frames=5),
     "hunyuan-video": Family("HunyuanVideoPipeline", _hunyuan_video, (T2V,), frames=5),
     "hunyuan-video15": Family("HunyuanVideo15Pipeline", _hunyuan_video15(), (T2V,), frames=5),

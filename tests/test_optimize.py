@@ -307,3 +307,33 @@ def test_weight_estimate_from_registry_counts_before_download() -> None:
     assert abs(estimate["parameters"] - published) <= len(registry.get(model).parameters_b)
     assert estimate["weights_bytes_unquantized"] == estimate["parameters"] * 2
     assert estimate["weights_bytes"] < estimate["weights_bytes_unquantized"]
+
+
+def test_original_flux_names_round_trip_through_diffusers_converter() -> None:
+    """The GGUF layout of stable-diffusion.cpp / ComfyUI: Diffusers' single-file converter maps
+    it back onto its own FluxTransformer2DModel (names and shapes, at the real 3072 width, on the
+    meta device: no memory)."""
+    import torch
+    from diffusers import FluxTransformer2DModel
+    from diffusers.loaders.single_file_utils import (
+        convert_flux_transformer_checkpoint_to_diffusers,
+    )
+    from tiny_dit import flux_original_names
+
+    with torch.device("meta"):
+        model = FluxTransformer2DModel(
+            in_channels=64,
+            num_layers=1,
+            num_single_layers=1,
+            guidance_embeds=True,
+        )
+    ours = model.state_dict()
+    original = flux_original_names(dict(ours))
+    assert "double_blocks.0.img_attn.qkv.weight" in original
+    assert "single_blocks.0.linear1.weight" in original
+    back = convert_flux_transformer_checkpoint_to_diffusers(
+        {f"model.diffusion_model.{k}": v for k, v in original.items()}
+    )
+    assert {k: tuple(v.shape) for k, v in back.items()} == {
+        k: tuple(v.shape) for k, v in ours.items()
+    }

@@ -20,6 +20,7 @@ from tiny_models import TOKENIZER_VOCAB_SIZE, tiny_clip_tokenizer  # tests/ is o
 __all__ = [
     "T5_VOCAB_SIZE",
     "build_tiny_flux",
+    "flux_original_names",
     "flux_parts",
     "flux_shaped_parts",
     "tiny_t5_tokenizer",
@@ -232,12 +233,94 @@ def build_tiny_flux(
     return path
 
 
-def write_transformer_gguf(model_dir: Path, path: Path, *, quant: str = "Q8_0") -> Path:
+def flux_original_names(state: dict[str, Any]) -> dict[str, Any]:
+    """A FluxTransformer2DModel state dict under FLUX.1's original (BFL) tensor names.
+
+    The layout of the FLUX GGUF files people run in stable-diffusion.cpp and ComfyUI: fused
+    qkv and linear1, shift/scale order of the final modulation. The inverse of Diffusers'
+    ``convert_flux_transformer_checkpoint_to_diffusers`` (which assumes width 3072).
+    """
+    import torch
+
+    out: dict[str, Any] = {}
+    pairs = {
+        "time_in.in_layer": "time_text_embed.timestep_embedder.linear_1",
+        "time_in.out_layer": "time_text_embed.timestep_embedder.linear_2",
+        "vector_in.in_layer": "time_text_embed.text_embedder.linear_1",
+        "vector_in.out_layer": "time_text_embed.text_embedder.linear_2",
+        "guidance_in.in_layer": "time_text_embed.guidance_embedder.linear_1",
+        "guidance_in.out_layer": "time_text_embed.guidance_embedder.linear_2",
+        "txt_in": "context_embedder",
+        "img_in": "x_embedder",
+        "final_layer.linear": "proj_out",
+    }
+    double = {
+        "img_mod.lin": "norm1.linear",
+        "txt_mod.lin": "norm1_context.linear",
+        "img_mlp.0": "ff.net.0.proj",
+        "img_mlp.2": "ff.net.2",
+        "txt_mlp.0": "ff_context.net.0.proj",
+        "txt_mlp.2": "ff_context.net.2",
+        "img_attn.proj": "attn.to_out.0",
+        "txt_attn.proj": "attn.to_add_out",
+    }
+    double_norms = {
+        "img_attn.norm.query_norm.scale": "attn.norm_q.weight",
+        "img_attn.norm.key_norm.scale": "attn.norm_k.weight",
+        "txt_attn.norm.query_norm.scale": "attn.norm_added_q.weight",
+        "txt_attn.norm.key_norm.scale": "attn.norm_added_k.weight",
+    }
+    single = {"modulation.lin": "norm.linear", "linear2": "proj_out"}
+    single_norms = {
+        "norm.query_norm.scale": "attn.norm_q.weight",
+        "norm.key_norm.scale": "attn.norm_k.weight",
+    }
+
+    def take(original: str, ours: str) -> None:
+        for kind in ("weight", "bias"):
+            if f"{ours}.{kind}" in state:
+                out[f"{original}.{kind}"] = state[f"{ours}.{kind}"]
+
+    for original, ours in pairs.items():
+        take(original, ours)
+    for kind in ("weight", "bias"):
+        shift_scale = state[f"norm_out.linear.{kind}"].chunk(2, dim=0)
+        out[f"final_layer.adaLN_modulation.1.{kind}"] = torch.cat(shift_scale[::-1], dim=0)
+    blocks = {int(k.split(".")[1]) for k in state if k.startswith("transformer_blocks.")}
+    for i in sorted(blocks):
+        ours, original = f"transformer_blocks.{i}", f"double_blocks.{i}"
+        for o, d in double.items():
+            take(f"{original}.{o}", f"{ours}.{d}")
+        for o, d in double_norms.items():
+            out[f"{original}.{o}"] = state[f"{ours}.{d}"]
+        for kind in ("weight", "bias"):
+            img = [state[f"{ours}.attn.to_{x}.{kind}"] for x in "qkv"]
+            txt = [state[f"{ours}.attn.add_{x}_proj.{kind}"] for x in "qkv"]
+            out[f"{original}.img_attn.qkv.{kind}"] = torch.cat(img, dim=0)
+            out[f"{original}.txt_attn.qkv.{kind}"] = torch.cat(txt, dim=0)
+    blocks = {int(k.split(".")[1]) for k in state if k.startswith("single_transformer_blocks.")}
+    for i in sorted(blocks):
+        ours, original = f"single_transformer_blocks.{i}", f"single_blocks.{i}"
+        for o, d in single.items():
+            take(f"{original}.{o}", f"{ours}.{d}")
+        for o, d in single_norms.items():
+            out[f"{original}.{o}"] = state[f"{ours}.{d}"]
+        for kind in ("weight", "bias"):
+            parts = [state[f"{ours}.attn.to_{x}.{kind}"] for x in "qkv"]
+            parts.append(state[f"{ours}.proj_mlp.{kind}"])
+            out[f"{original}.linear1.{kind}"] = torch.cat(parts, dim=0)
+    return out
+
+
+def write_transformer_gguf(
+    model_dir: Path, path: Path, *, quant: str = "Q8_0", original_names: bool = False
+) -> Path:
     """The model folder's ``transformer`` as one ``.gguf`` file, its 2-D weights quantised.
 
-    Tensor names are Diffusers' own, so ``from_single_file`` loads it without a key conversion
-    (a real FLUX GGUF with the original key names goes through Diffusers' converter, which
-    assumes the full 3072-wide model). 1-D tensors stay float32, as GGUF tools leave them.
+    Tensor names are Diffusers' own, so ``from_single_file`` loads it without a key conversion;
+    ``original_names`` writes FLUX.1's original names instead (the layout of the GGUFs made for
+    stable-diffusion.cpp / ComfyUI), which Diffusers converts on load; its converter assumes the
+    full 3072 width. 1-D tensors stay float32, as GGUF tools leave them.
     """
     import gguf
     import numpy as np
@@ -247,7 +330,10 @@ def write_transformer_gguf(model_dir: Path, path: Path, *, quant: str = "Q8_0") 
     kind = getattr(gguf.GGMLQuantizationType, quant)
     block = gguf.GGML_QUANT_SIZES[kind][0]
     writer = gguf.GGUFWriter(str(path), arch="flux")
-    for name, tensor in model.state_dict().items():
+    state = model.state_dict()
+    if original_names:
+        state = flux_original_names(state)
+    for name, tensor in state.items():
         values = tensor.detach().float().numpy()
         if values.ndim == 2 and values.shape[-1] % block == 0:
             writer.add_tensor(name, gguf.quants.quantize(values, kind), raw_dtype=kind)

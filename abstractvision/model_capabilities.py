@@ -214,6 +214,14 @@ class MultiViewSpec(_Frozen):
         return self.prompt_template.format(angle=angle, **values)
 
 
+class ControlSpec(_Frozen):
+    """One control image a model takes: built in (``controlnet`` None: FLUX.1 Canny/Depth take
+    it as input channels) or through a ControlNet repo (the Diffusers ``controlnet`` option)."""
+
+    type: Literal["canny", "depth", "pose", "lineart", "scribble", "tile", "segmentation"]
+    controlnet: HubId | None = None
+
+
 class ModelCapabilities(_Frozen):
     """Everything the registry knows about one model."""
 
@@ -231,6 +239,8 @@ class ModelCapabilities(_Frozen):
     parameters_b: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], PositiveB] = Field(
         default_factory=dict
     )
+    # control images it takes (types.ControlType values), built in or via a ControlNet repo
+    controls: list[ControlSpec] = Field(default_factory=list)
 
     @property
     def total_parameters_b(self) -> float:

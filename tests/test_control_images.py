@@ -166,6 +166,20 @@ async def test_mcp_passes_the_control_image(
         assert result.structured_content["width"] == 64
 
 
+def test_the_registry_says_which_model_takes_which_control() -> None:
+    from abstractvision import VisionModelCapabilitiesRegistry
+    from abstractvision.backends._diffusers.control import registry_types
+
+    registry = VisionModelCapabilitiesRegistry()
+    assert registry_types("black-forest-labs/FLUX.1-Canny-dev", None) == ["canny"]
+    assert registry_types("black-forest-labs/FLUX.1-Depth-dev", None) == ["depth"]
+    sd15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    assert registry_types(sd15, "lllyasviel/control_v11p_sd15_canny") == ["canny"]
+    assert registry_types(sd15, None) == []  # no built-in control: a ControlNet is needed
+    types = {c.type for c in registry.get("Qwen/Qwen-Image").controls}
+    assert {"canny", "depth", "pose"} <= types
+
+
 def test_canny_preprocessor_finds_the_edges() -> None:
     import numpy as np
 

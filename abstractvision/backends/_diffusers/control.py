@@ -29,6 +29,7 @@ __all__ = [
     "control_inputs",
     "derive",
     "is_control_model",
+    "registry_types",
     "supports_control",
 ]
 
@@ -79,6 +80,11 @@ def control_inputs(
 
     from ... import media
 
+    takes = registry_types(info.source, controlnet if kind == CONTROL else None)
+    if request.control_type is not None and takes and request.control_type not in takes:
+        raise InvalidRequestError(
+            "control_type", request.control_type, f"{info.source} takes: {', '.join(takes)}"
+        )
     cls = getattr(diffusers, class_name, None)
     if cls is None:
         raise CapabilityNotSupportedError(
@@ -99,6 +105,20 @@ def control_inputs(
             )
         inputs["controlnet_conditioning_scale"] = request.control_strength
     return inputs, (arg,), kind
+
+
+def registry_types(source: str, controlnet: str | None) -> list[str]:
+    """Control types the registry lists for ``source`` (built in, or via ``controlnet``)."""
+    try:
+        from ...model_capabilities import VisionModelCapabilitiesRegistry
+
+        registry = VisionModelCapabilitiesRegistry()
+        if source not in registry:
+            return []
+        controls = registry.get(source).controls
+    except Exception:  # the registry is advice here
+        return []
+    return [c.type for c in controls if c.controlnet == controlnet]
 
 
 def derive(base: Any, source: str, hub: Mapping[str, Any]) -> Any:

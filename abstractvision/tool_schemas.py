@@ -24,7 +24,7 @@ __all__ = [
 IMAGE_SCHEMA_TEXT = "Ref, URI, data URL, base64, path or URL."
 # Fields whose name, type and bounds say it all: no description (keeps tools/list small).
 _SELF_EVIDENT = frozenset({"negative_prompt", "width", "height", "seed", "steps", "output_format",
-                           "model", "num_frames", "fps"})  # fmt: skip
+                           "model", "num_frames", "fps", "seeds", "control_type"})  # fmt: skip
 _CONTROL = ("control_image", "control_type", "control_strength")
 
 # task -> (title, one-line description); the tool name is the task's value.
@@ -82,6 +82,13 @@ def task_input_schema(
             continue
         if name in cls.image_fields:
             schema = image_schema(schema.get("description", "Input image"))
+        elif name in cls.image_list_fields:
+            schema = {
+                "type": "array",
+                "items": image_schema("Input image"),
+                "maxItems": schema["maxItems"],
+                "description": schema["description"],
+            }
         elif name == "model" and models:
             schema = {"type": "string", "enum": list(models)}
         elif name == "extra":

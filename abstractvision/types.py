@@ -86,6 +86,7 @@ class Limits:
     max_upscale_scale: int = 8
     max_upscale_pixels: int = 8192 * 8192  # output pixels = input pixels x scale^2
     max_batch: int = 16  # images per call (count / seeds)
+    max_reference_images: int = 9  # extra input images of a multi-reference edit
     max_control_strength: float = 2.0
 
 
@@ -163,6 +164,13 @@ MaskBytes = Annotated[
         min_length=1,
         max_length=LIMITS.max_image_bytes,
         description="Same size as image: white = change, black = keep.",
+    ),
+]
+ReferenceImages = Annotated[
+    tuple[Annotated[bytes, Field(min_length=1, max_length=LIMITS.max_image_bytes)], ...],
+    Field(
+        max_length=LIMITS.max_reference_images,
+        description="More input images for multi-reference edits (Qwen-Image-Edit-2509+, FLUX.2).",
     ),
 ]
 ReferenceImage = Annotated[
@@ -293,14 +301,14 @@ UpscaleScale = Annotated[
     Field(
         ge=2,
         le=LIMITS.max_upscale_scale,
-        description="Upscale factor; default: the model's own (4 for most upscalers).",
+        description="Factor; default: the model's own (mostly 4).",
     ),
 ]
 UpscalePrompt = Annotated[
     str | None,
     Field(
         max_length=LIMITS.max_prompt_chars,
-        description="Text guidance for text-guided upscalers (SD x4); others ignore it.",
+        description="Guidance for text-guided upscalers (SD x4).",
     ),
 ]
 Count = Annotated[
@@ -308,7 +316,7 @@ Count = Annotated[
     Field(
         ge=1,
         le=LIMITS.max_batch,
-        description="Images (default 1); image k uses seed+k or seeds[k].",
+        description="Images (default 1); image k: seed+k or seeds[k].",
     ),
 ]
 Seeds = Annotated[
@@ -323,12 +331,12 @@ ControlImage = Annotated[
     Field(
         min_length=1,
         max_length=LIMITS.max_image_bytes,
-        description="Control image (edges, depth, pose...) for models that take one.",
+        description="Edge/depth/pose map for control models.",
     ),
 ]
 ControlType = Annotated[
     Literal["canny", "depth", "pose", "lineart", "scribble", "tile", "segmentation"] | None,
-    Field(description="What control_image shows; default: the model's own control."),
+    Field(description="What control_image shows."),
 ]
 ControlStrength = Annotated[
     float | None,
@@ -336,7 +344,7 @@ ControlStrength = Annotated[
         ge=0.0,
         le=LIMITS.max_control_strength,
         allow_inf_nan=False,
-        description="How strongly control_image steers the result (default 1).",
+        description="Control weight (default 1).",
     ),
 ]
 Extra = Annotated[
@@ -417,6 +425,7 @@ class VisionRequest:
 
     task: ClassVar[Task]
     image_fields: ClassVar[tuple[str, ...]] = ()
+    image_list_fields: ClassVar[tuple[str, ...]] = ()  # fields holding a list of images
 
     def __post_init__(self) -> None:
         for name, adapter in _field_adapters(type(self)).items():
@@ -466,7 +475,8 @@ class VisionRequest:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
-            if f.name in type(self).image_fields or value is None or value in ({}, ()):
+            images = (*type(self).image_fields, *type(self).image_list_fields)
+            if f.name in images or value is None or value in ({}, ()):
                 continue
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
@@ -502,6 +512,7 @@ class ImageEditRequest(VisionRequest):
 
     task: ClassVar[Task] = Task.IMAGE_TO_IMAGE
     image_fields: ClassVar[tuple[str, ...]] = ("image", "mask")
+    image_list_fields: ClassVar[tuple[str, ...]] = ("reference_images",)
 
     prompt: Prompt
     image: ImageBytes
@@ -517,6 +528,7 @@ class ImageEditRequest(VisionRequest):
     guidance_scale: GuidanceScale = None
     model: Model = None
     output_format: ImageFormat = None
+    reference_images: ReferenceImages = ()
     extra: Extra = field(default_factory=dict)
 
 

@@ -184,6 +184,11 @@ class RayServeVisionBackend(VisionBackend):
     ) -> GeneratedAsset:
         return self._run(request, control)
 
+    def upscale_image(
+        self, request: Any, *, control: GenerationControl | None = None
+    ) -> GeneratedAsset:
+        return self._run(request, control)
+
     def _run(self, request: VisionRequest, control: GenerationControl | None) -> GeneratedAsset:
         control = control or GenerationControl()
         request = self._pinned(request)

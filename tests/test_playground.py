@@ -305,6 +305,33 @@ def test_reuse_result_and_inpaint_with_painted_mask(server: dict[str, Any], page
     assert meta["task"] == "image_to_image" and (meta["width"], meta["height"]) == (128, 128)
 
 
+def test_upload_and_drop_inputs(server: dict[str, Any], page: Any) -> None:
+    from http_servers import png
+
+    page.select_option("#task", "image_to_image")
+    for clear in page.locator("#images button.link").all():
+        if clear.inner_text() == "clear":
+            clear.click()
+    page.locator(".slot:has([data-field='image']) input[type=file]").set_input_files(
+        {"name": "purple.png", "mimeType": "image/png", "buffer": png((96, 64))}
+    )
+    page.wait_for_selector("[data-field='image'] img.chosen")
+    assert "purple.png" in page.inner_text("[data-field='image']")
+    page.fill("#prompt", "from an upload")
+    fill_params(page, steps=2, seed=31, width="", height="")
+    generate(page)
+    wait_status(page, "succeeded")
+    made = page.locator("#result figure").get_attribute("data-id")
+    assert server["store"].get_metadata(made)["metadata"]["width"] == 96
+    # A gallery card dropped on the image slot becomes the input, as an artifact ref.
+    transfer = page.evaluate_handle(
+        f"() => {{ const t = new DataTransfer(); "
+        f"t.setData('application/x-abstractvision-artifact', '{made}'); return t; }}"
+    )
+    page.dispatch_event("[data-field='image']", "drop", {"dataTransfer": transfer})
+    page.wait_for_selector(f"[data-field='image']:has-text('artifact {made[:8]}')")
+
+
 def test_mcp_artifact_appears_then_compare_copy_download(server: dict[str, Any], page: Any) -> None:
     page.wait_for_selector("#live.on")
 

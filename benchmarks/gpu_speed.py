@@ -217,7 +217,7 @@ def available(name: str, options: dict[str, Any], cuda: bool) -> str | None:
     if package and importlib.util.find_spec(package) is None:
         return f"{package} not installed"
     if name == "gguf_q8" and not options.get("gguf_file"):
-        return "no --gguf file at this size (pass --gguf PATH)"
+        return "no --gguf file (pass --gguf PATH or --gguf auto)"
     return None
 
 
@@ -229,7 +229,12 @@ def main() -> None:
     p.add_argument("--depth", default="19,38", help="double,single FLUX blocks (CUDA model)")
     p.add_argument("--options", default="", help="comma list of option sets (default: all)")
     p.add_argument("--folder", default=None, help="where the random-weight model is written")
-    p.add_argument("--gguf", default=None, help="a .gguf of the transformer (CUDA model)")
+    p.add_argument(
+        "--gguf",
+        default=None,
+        help="a .gguf of the transformer, or 'auto': write a Q8_0 one in FLUX.1's original "
+        "tensor names (the sd.cpp layout; minutes for the full model)",
+    )
     args = p.parse_args()
     import diffusers  # noqa: F401
     import torch
@@ -271,14 +276,23 @@ def main() -> None:
         print(f"model: {model.name} (built in {time.perf_counter() - started:.1f}s)", flush=True)
         sets = {name: dict(OPTION_SETS[name]) for name in wanted}
         if "gguf_q8" in sets:
-            if args.gguf:
+            if args.gguf and args.gguf != "auto":
                 sets["gguf_q8"]["gguf_file"] = args.gguf
-            elif not cuda:
+            elif (args.gguf == "auto" or not cuda) and available(
+                "gguf_q8", {"gguf_file": "x"}, cuda
+            ) is None:
                 from tiny_dit import write_transformer_gguf
 
-                if available("gguf_q8", {"gguf_file": "x"}, cuda) is None:
-                    path = write_transformer_gguf(model, folder / "transformer-Q8_0.gguf")
-                    sets["gguf_q8"]["gguf_file"] = str(path)
+                # on CUDA in FLUX.1's original tensor names: the layout of sd.cpp's GGUFs
+                path = folder / f"{model.name}-Q8_0.gguf"
+                if not path.exists():
+                    write_transformer_gguf(
+                        model,
+                        path,
+                        original_names=cuda,
+                        dtype=torch.bfloat16 if cuda else None,
+                    )
+                sets["gguf_q8"]["gguf_file"] = str(path)
         raw = Raw(model, cuda, kwargs)
         raw()  # warm-up
         raw_peak = raw.measure_peak()

@@ -313,7 +313,12 @@ def flux_original_names(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_transformer_gguf(
-    model_dir: Path, path: Path, *, quant: str = "Q8_0", original_names: bool = False
+    model_dir: Path,
+    path: Path,
+    *,
+    quant: str = "Q8_0",
+    original_names: bool = False,
+    dtype: Any = None,
 ) -> Path:
     """The model folder's ``transformer`` as one ``.gguf`` file, its 2-D weights quantised.
 
@@ -326,7 +331,8 @@ def write_transformer_gguf(
     import numpy as np
     from diffusers import FluxTransformer2DModel
 
-    model = FluxTransformer2DModel.from_pretrained(model_dir, subfolder="transformer")
+    options = {"torch_dtype": dtype} if dtype is not None else {}
+    model = FluxTransformer2DModel.from_pretrained(model_dir, subfolder="transformer", **options)
     kind = getattr(gguf.GGMLQuantizationType, quant)
     block = gguf.GGML_QUANT_SIZES[kind][0]
     writer = gguf.GGUFWriter(str(path), arch="flux")

@@ -135,13 +135,11 @@ class AbstractVisionCapability:
         )
 
     def _configured_engine(self) -> str:
-        s = self._settings
-        name = _engine_name(
-            s.get("vision_backend", "ABSTRACTVISION_PROVIDER", "ABSTRACTVISION_BACKEND")
-        )
+        name = self._configured_name()
         if name is not None:
             return name
-        if self.backend_id == LEGACY_BACKEND_ID or s.get("vision_base_url", "OPENAI_BASE_URL"):
+        base_url = self._settings.get("vision_base_url", "OPENAI_BASE_URL")
+        if self.backend_id == LEGACY_BACKEND_ID or base_url:
             return "openai-compatible"
         return "openai"
 

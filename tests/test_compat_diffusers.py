@@ -31,6 +31,7 @@ def test_loras_json_with_scale_is_the_same_call_as_extra_loras(
         **args,
     )
     plain = vm.generate_image("a cube", **args)
+    assert [a.id for a in vm.list_provider_adapters()] == [str(tiny_models_root)]
     assert old.data == new.data != plain.data
     assert old.metadata["loras"] == [{"source": str(tiny_lora_dir), "weight": 0.7}]
 

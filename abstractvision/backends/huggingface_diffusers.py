@@ -269,6 +269,22 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         entry.derived[kind] = pipe
         return pipe, 0.0 if pipe is entry.pipe else time.perf_counter() - started
 
+    def list_provider_adapters(
+        self, *, model: str | None = None, task: str | None = None
+    ) -> list[Any]:
+        """The LoRAs ``lora_allowlist`` names one by one (prefix entries allow many, list none)."""
+        from ..compat import ProviderAdapterInfo
+
+        return [
+            ProviderAdapterInfo(
+                id=entry,
+                repo_id=None if families.is_local_path(entry) else entry,
+                raw={"source": entry},
+            )
+            for entry in self.config.lora_allowlist
+            if not entry.endswith(("/", "*"))
+        ]
+
     def preload(self, model: str | None = None) -> None:
         """Load ``model`` (default: the first configured one) so the first call pays no load."""
         by_task = self._models_by_task()

@@ -91,6 +91,8 @@ def _configure_task(task: Task) -> Callable[[argparse.ArgumentParser], None]:
             options: dict[str, Any] = {"help": _help(schema), "dest": name}
             if name in cls.image_fields:
                 options.update(metavar="IMAGE", required=name in required)
+            elif name in cls.image_list_fields:
+                options.update(nargs="+", metavar="IMAGE")
             elif kind == "boolean":
                 options.update(action="store_true", default=None)
             elif kind == "array" and schema.get("items", {}).get("type") == "integer":

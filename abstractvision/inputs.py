@@ -95,6 +95,9 @@ class ImageResolver:
         for name in cls.image_fields:
             if out.get(name) is not None:
                 out[name] = self.resolve(name, out[name])
+        for name in cls.image_list_fields:
+            if isinstance(out.get(name), list | tuple):
+                out[name] = [self.resolve(f"{name}.{i}", v) for i, v in enumerate(out[name])]
         return out
 
     def _url_policy(self) -> dict[str, Any]:

@@ -408,6 +408,9 @@ def _check_images(request: VisionRequest) -> None:
         data = getattr(request, name)
         if data is not None:
             infos[name] = media.inspect_image(data, field=name)
+    for name in type(request).image_list_fields:
+        for i, data in enumerate(getattr(request, name)):
+            media.inspect_image(data, field=f"{name}.{i}")
     if isinstance(request, ImageUpscaleRequest) and request.scale is not None:
         info = infos["image"]
         upscaling.check_output(info.width, info.height, request.scale)

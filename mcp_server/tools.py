@@ -159,10 +159,14 @@ def _check_plain_arguments(state: ServerState, args: dict[str, Any]) -> float:
     check_arguments(
         {"properties": {"wait_s": wait_schema(state.config.wait_s)}}, {"wait_s": wait_s}
     )
+    return float(wait_s)
+
+
+def _refuse_nulls(args: dict[str, Any]) -> None:
+    """The published schema types every optional field without null: omit it instead."""
     for name, value in args.items():
         if value is None:
             raise InvalidRequestError(name, None, "must not be null; omit it for the default")
-    return float(wait_s)
 
 
 def _task_handler(task: Task) -> Handler:
@@ -187,9 +191,16 @@ def _task_handler(task: Task) -> Handler:
             for field in cls.image_fields:
                 if args.get(field) is not None:
                     args[field] = await state.inputs.resolve(field, args[field])
+            for field in cls.image_list_fields:
+                if isinstance(args.get(field), list):
+                    args[field] = [
+                        await state.inputs.resolve(f"{field}.{i}", v)
+                        for i, v in enumerate(args[field])
+                    ]
             # every check the library makes before running (bounds, steps x strength of an
             # edit, the scheduler...): bad calls never become jobs
             await anyio.to_thread.run_sync(state.engine.check, task, args)
+            _refuse_nulls(args)
         except AbstractVisionError as exc:
             slot.close()
             return results.error_result(f"{task.value} refused: {exc}")

@@ -338,3 +338,54 @@ async def test_family_through_mcp(
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def test_multi_reference_edit_passes_every_image(
+    manager_for: Callable[[str], VisionManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FLUX.2 (like Qwen-Image-Edit-2509+) edits with reference images: image is the list."""
+    vm = manager_for("flux2-klein")
+    refs = [_png((64, 64), (250, 250, 0)), _png((64, 96), (0, 0, 250))]
+
+    def edit() -> dict[str, Any]:
+        return vm.edit_image(PROMPT, _png((64, 64)), reference_images=refs, seed=4, steps=2)
+
+    kwargs = _call_kwargs(vm, monkeypatch, edit)
+    images = kwargs["image"]
+    assert isinstance(images, list) and [im.size for im in images] == [(64, 64), (64, 64), (64, 96)]
+    first = vm.store.load_bytes(edit()["$artifact"])
+    assert _frames(first) == ((64, 64), 1)
+    assert vm.store.load_bytes(edit()["$artifact"]) == first
+    single = vm.store.load_bytes(
+        vm.edit_image(PROMPT, _png((64, 64)), seed=4, steps=2)["$artifact"]
+    )
+    assert single != first  # the references changed the result
+    flux = manager_for("flux")
+    from abstractvision.errors import CapabilityNotSupportedError
+
+    with pytest.raises(CapabilityNotSupportedError, match="multi-reference"):
+        flux.edit_image(PROMPT, _png((64, 64)), reference_images=refs[:1], steps=2)
+
+
+@pytest.mark.anyio
+async def test_multi_reference_edit_through_mcp(
+    family_dir: Callable[[str], Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("mcp")
+    import base64
+
+    def data_url(data: bytes) -> str:
+        return "data:image/png;base64," + base64.b64encode(data).decode()
+
+    call = {
+        "prompt": PROMPT,
+        "image": data_url(_png((64, 64))),
+        "reference_images": [data_url(_png((64, 64), (250, 250, 0)))],
+        "seed": 2,
+        "steps": 2,
+        "extra": dict(FAST),
+    }
+    ref, read = await _mcp_call(family_dir("flux2-klein"), "image_to_image", call, tmp_path)
+    data = base64.b64decode(read.contents[0].blob)
+    assert _frames(data) == ((64, 64), 1)
+    assert hashlib.sha256(data).hexdigest() == ref["sha256"]

@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...errors import BackendError, InvalidRequestError, UnknownModelError
+from ...errors import (
+    BackendError,
+    CapabilityNotSupportedError,
+    InvalidRequestError,
+    UnknownModelError,
+)
 from ...types import LIMITS
 
 log = logging.getLogger(__name__)
@@ -84,10 +89,14 @@ IMAGE_PIPELINES: dict[str, dict[str, str]] = {
     "HiDreamImagePipeline": {T2I: "HiDreamImagePipeline"},
     "HunyuanImagePipeline": {T2I: "HunyuanImagePipeline"},
     "StableDiffusionInstructPix2PixPipeline": {I2I: "StableDiffusionInstructPix2PixPipeline"},
-    "StableDiffusionXLInstructPix2PixPipeline": {
-        I2I: "StableDiffusionXLInstructPix2PixPipeline"
-    },
+    "StableDiffusionXLInstructPix2PixPipeline": {I2I: "StableDiffusionXLInstructPix2PixPipeline"},
 }
+
+
+# Pipelines whose ``image`` takes a list: the edit image first, then the reference images
+MULTI_IMAGE_PIPELINES = frozenset(
+    {"QwenImageEditPlusPipeline", "Flux2Pipeline", "Flux2KleinPipeline", "Flux2KleinKVPipeline"}
+)
 
 
 @dataclass(frozen=True)
@@ -250,6 +259,8 @@ def family_kwargs(pipe: Any, kwargs: Mapping[str, Any], request: Any) -> dict[st
       preferred Kontext size: keep the asked size (the input is already resized to it).
     - Wan 2.2 A14B runs a second, low-noise expert below ``boundary_ratio``; its guidance is
       ``extra.guidance_scale_2`` (Diffusers' default: the same as guidance_scale).
+    - ``reference_images`` (Qwen-Image-Edit-2509+, FLUX.2): ``image`` becomes the list of the
+      edit image and the references; a single-image pipeline refuses them.
     - ``extra.max_sequence_length``: the prompt token budget of T5/LLM text encoders.
     - guidance_scale is Stable Video Diffusion's ``max_guidance_scale`` (the top of its ramp)
       and Stable Cascade's ``prior_guidance_scale``.
@@ -272,6 +283,19 @@ def family_kwargs(pipe: Any, kwargs: Mapping[str, Any], request: Any) -> dict[st
             if knob in params:
                 out[knob] = guidance
                 break
+    references = getattr(request, "reference_images", ())
+    if references:
+        if name not in MULTI_IMAGE_PIPELINES:
+            raise CapabilityNotSupportedError(
+                f"{name} edits one image; reference_images need a multi-reference model "
+                "(Qwen-Image-Edit-2509/2511, FLUX.2)"
+            )
+        from ... import media
+
+        images = [
+            media.decode_image(d, field=f"reference_images.{i}") for i, d in enumerate(references)
+        ]
+        out["image"] = [kwargs["image"], *images]
     width, height = kwargs.get("width"), kwargs.get("height")
     if "max_area" in params and width and height:
         out["max_area"] = width * height
@@ -280,9 +304,15 @@ def family_kwargs(pipe: Any, kwargs: Mapping[str, Any], request: Any) -> dict[st
     second = extra.get("guidance_scale_2")
     if second is not None:
         if "guidance_scale_2" not in params or getattr(pipe, "transformer_2", None) is None:
-            raise InvalidRequestError("extra.guidance_scale_2", second, f"{name} has no second expert")
+            raise InvalidRequestError(
+                "extra.guidance_scale_2", second, f"{name} has no second expert"
+            )
         top = LIMITS.max_guidance_scale
-        if isinstance(second, bool) or not isinstance(second, int | float) or not 0 <= second <= top:
+        if (
+            isinstance(second, bool)
+            or not isinstance(second, int | float)
+            or not 0 <= second <= top
+        ):
             raise InvalidRequestError("extra.guidance_scale_2", second, f"must be in [0, {top}]")
         out["guidance_scale_2"] = float(second)
     tokens = extra.get("max_sequence_length")

@@ -242,6 +242,16 @@ class ModelCapabilities(_Frozen):
     # control images it takes (types.ControlType values), built in or via a ControlNet repo
     controls: list[ControlSpec] = Field(default_factory=list)
 
+    # 0.3.x field names, read by AbstractCore's vision catalogue
+    @property
+    def model_id(self) -> str:
+        return self.id
+
+    @property
+    def provider(self) -> str:
+        """Where the weights are distributed: every registry id is a Hugging Face repo."""
+        return "huggingface"
+
     @property
     def total_parameters_b(self) -> float:
         """All published parameters together, in billions (0.0 when unknown)."""

@@ -104,10 +104,18 @@ def test_bad_value_is_refused_with_field_value_and_limit(llm) -> None:  # type: 
 
 
 def test_abstractcore_server_images_and_vision_models(
-    tiny_sd_dir, monkeypatch: pytest.MonkeyPatch
+    tiny_sd_dir, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("ABSTRACTCORE_SERVER_ALLOW_UNAUTHENTICATED", "1")
     monkeypatch.setenv("ABSTRACTVISION_DIFFUSERS_DEVICE", "cpu")
+    # a registry model in the HF cache: AbstractCore's catalogue reads spec.provider/.license
+    snapshot = tmp_path / "hub" / "models--stabilityai--sd-turbo" / "snapshots" / "abc"
+    (snapshot / "unet").mkdir(parents=True)
+    (snapshot / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    (snapshot / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"x")
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     from abstractcore.server.app import app
 
     with serving(app) as base, httpx.Client(base_url=base, timeout=120) as http:
@@ -126,6 +134,7 @@ def test_abstractcore_server_images_and_vision_models(
         r = http.get("/v1/vision/models")
         assert r.status_code == 200, r.text
         assert r.json()["registry_available"] is True
+        assert "stabilityai/sd-turbo" in {m["id"] for m in r.json()["models"]}
 
 
 def test_plugin_registration_is_import_light() -> None:

@@ -170,6 +170,8 @@ def rename(new: str, note: str = "") -> Converter:
     """A 0.3.x option that is now called ``new`` (``note``: what differs, for the warning)."""
 
     def convert(value: Any, kwargs: dict[str, Any]) -> str:
+        if value is None:  # unset: nothing to carry over, nothing to warn about
+            return ""
         kwargs.setdefault(new, value)
         return f"{new}{f' ({note})' if note else ''}"
 
@@ -243,7 +245,7 @@ def ignored(reason: str) -> Converter:
     """A 0.3.x option whose behaviour is now built in; the warning says why nothing is needed."""
 
     def convert(value: Any, kwargs: dict[str, Any]) -> str:
-        return f"it has no effect: {reason}"
+        return "" if value is None else f"it has no effect: {reason}"
 
     return convert
 
@@ -300,7 +302,7 @@ def sdcpp_extra_args(value: Any, kwargs: dict[str, Any]) -> str:
                 ) from None
             i += 2
         names.append(name)
-    return ", ".join(names) or "nothing"
+    return ", ".join(names)  # "" for no flags: nothing to warn about
 
 
 # --- VisionBackend subclasses written for 0.3.x ---------------------------------------------------

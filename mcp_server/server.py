@@ -91,9 +91,16 @@ def create_server(config: ServerConfig, *, engine: Engine | None = None) -> Serv
     async def call_tool(
         ctx: ServerRequestContext[Any], params: CallToolRequestParams
     ) -> CallToolResult:
+        phase = {"base": 0.0, "last": 0.0, "total": 0.0}  # MCP progress must only increase
+
         async def progress(event: ProgressEvent) -> None:
+            if event.step < phase["last"]:  # a new phase (a download, then the steps)
+                phase["base"] += phase["total"] or phase["last"]
+            phase["last"], phase["total"] = event.step, float(event.total or 0)
+            done = phase["base"] + event.step
+            total = phase["base"] + event.total if event.total else None
             with contextlib.suppress(Exception):
-                await ctx.session.report_progress(event.step, event.total, event.message)
+                await ctx.session.report_progress(done, total, event.message)
 
         caller = Caller(owner_of(ctx), levels.sink(ctx), tasks.declared(ctx))
         return await tools.call(state, params.name, params.arguments, progress, caller)  # type: ignore[return-value]

@@ -95,6 +95,9 @@ async def test_server_without_a_model_pulls_the_default_with_progress_then_answe
     messages = [m or "" for _, _, m in events]
     downloads = [i for i, m in enumerate(messages) if m.startswith("downloading ")]
     assert downloads and downloads[0] == 0, messages  # the download is reported first
+    assert len(downloads) < len(messages)  # then the generation's steps
+    values = [done for done, _, _ in events]
+    assert values == sorted(values) and len(set(values)) == len(values)  # MCP: only increasing
     last = messages[downloads[-1]]
     assert " / " in last and last.endswith((" MB", " GB"))
     started = log.read_text()

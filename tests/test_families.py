@@ -389,3 +389,32 @@ async def test_multi_reference_edit_through_mcp(
     data = base64.b64decode(read.contents[0].blob)
     assert _frames(data) == ((64, 64), 1)
     assert hashlib.sha256(data).hexdigest() == ref["sha256"]
+
+
+def test_qwen_edit_without_torchvision_names_the_package(
+    family_dir: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """transformers 5 builds no Qwen2-VL processor without torchvision: a typed error says so.
+
+    The folder is a real Qwen-Image-Edit layout (the tiny Qwen-Image parts plus a processor
+    folder): only the missing package stops it, exactly as on a user's machine.
+    """
+    import importlib.util
+    import json
+    import shutil
+
+    from abstractvision.errors import OptionalDependencyMissingError
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed: the Qwen-Image-Edit families run instead")
+    folder = tmp_path / "qwen-image-edit"
+    shutil.copytree(family_dir("qwen-image"), folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index.update(
+        _class_name="QwenImageEditPipeline", processor=["transformers", "Qwen2VLProcessor"]
+    )
+    (folder / "model_index.json").write_text(json.dumps(index))
+    tiny_families.qwen_processor_parts(folder / "processor")
+    backend = HuggingFaceDiffusersVisionBackend(model_id=str(folder), device="cpu")
+    with pytest.raises(OptionalDependencyMissingError, match="needs the 'torchvision' package"):
+        backend.preload()

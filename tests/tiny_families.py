@@ -202,6 +202,16 @@ def qwen25_vl() -> Any:
     return Qwen2_5_VLForConditionalGeneration(config).eval()
 
 
+def qwen_processor_parts(path: Path) -> Path:
+    """A Qwen2-VL processor folder (image processor config + tokenizer), written part by part:
+    building the processor object itself needs torchvision in transformers 5."""
+    from transformers import Qwen2VLImageProcessor
+
+    Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=56 * 56 * 4).save_pretrained(path)
+    qwen_tokenizer().save_pretrained(path)
+    return path
+
+
 def qwen_processor() -> Any:
     from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor
 

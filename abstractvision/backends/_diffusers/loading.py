@@ -121,6 +121,13 @@ def load_pipeline(info: ModelInfo, options: LoadOptions, device: str) -> Any:
             f"{info.source} does not fit in device memory: enable model CPU offload, "
             "lower memory_budget_bytes, or unload other models"
         ) from None
+    except OptionalDependencyMissingError:
+        raise
+    except ImportError as exc:  # a component's library needs a package we do not pull in
+        package = _missing_package(str(exc))
+        raise OptionalDependencyMissingError(
+            package, None, feature=f"{info.source} ({info.class_name})"
+        ) from None
     except (OSError, ValueError) as exc:
         raise UnknownModelError(
             f"cannot load {info.source} ({info.class_name}): {exc}. Check that every component "
@@ -157,6 +164,16 @@ def _auto_offload(pipe: Any, device: str) -> str:
     choice = offload_for(sizes, free, total)
     log.info("cpu offload auto: %s (%d MiB free)", choice or "whole on device", free >> 20)
     return choice
+
+
+def _missing_package(message: str) -> str:
+    """The package an ImportError asks for (transformers words it "requires the X library")."""
+    import re
+
+    found = re.search(r"requires the (\w+) library", message) or re.search(
+        r"No module named '([\w.]+)'", message
+    )
+    return found.group(1).lower() if found else message.strip().splitlines()[0][:200]
 
 
 def place(pipe: Any, options: LoadOptions, device: str) -> None:

@@ -237,7 +237,8 @@ def api_app(state: ServerState) -> Starlette:
         structured = result.structured_content or {}
         if result.is_error or not structured.get("job_id"):
             text = " ".join(getattr(c, "text", "") for c in result.content).strip()
-            return _error(400, text or "the call was refused")
+            status = 429 if text.startswith("busy:") else 400  # DeviceLimit's queue is full
+            return _error(status, text or "the call was refused")
         return JSONResponse({"job_id": structured["job_id"], "status": structured.get("status")})
 
     def job_or_404(request: Request) -> Job | Response:

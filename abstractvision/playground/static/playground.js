@@ -643,6 +643,7 @@ async function copyRef(item) {
 
 $("#prev").addEventListener("click", () => { state.page = Math.max(0, state.page - 1); loadGallery(); });
 $("#next").addEventListener("click", () => { state.page += 1; loadGallery(); });
+$("#refresh").addEventListener("click", () => loadGallery().catch((e) => showError(e.message)));
 
 // ---- compare -------------------------------------------------------------------------------
 

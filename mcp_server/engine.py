@@ -26,6 +26,7 @@ from abstractvision import (
 )
 from abstractvision.backends import VisionBackend, create_backend, parse_key_values
 from abstractvision.object_store import open_store
+from abstractvision.types import REQUEST_TYPES
 
 from . import defaults
 from .config import ServerConfig
@@ -137,6 +138,7 @@ class Engine:
 
     def check(self, task: Task, params: dict[str, Any]) -> None:
         """The library's checks before a job exists (``VisionManager.check``)."""
+        REQUEST_TYPES[task].from_dict(params)  # the request's own errors come first
         if defaults.check_later(self.config, params.get("model"), task, params):
             return  # a model the job downloads first: the engine checks once it is on disk
         self.manager.check(task, params)

@@ -153,8 +153,7 @@ async def finish(state: ServerState, job: Any) -> CallToolResult:
 
 
 def _check_plain_arguments(state: ServerState, args: dict[str, Any]) -> float:
-    """What the published schema says beyond the request type: ``wait_s`` within its bounds
-    and no ``null`` (the schema types every optional field without null: omit it instead)."""
+    """``wait_s`` within the bounds its published schema gives (removed from ``args``)."""
     wait_s = args.pop("wait_s", state.config.wait_s)
     check_arguments(
         {"properties": {"wait_s": wait_schema(state.config.wait_s)}}, {"wait_s": wait_s}

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__, cli_doctor, cli_generate, cli_models
+from . import __version__, cli_doctor, cli_generate, cli_models, compat
 from .errors import AbstractVisionError, InvalidRequestError, UnknownModelError
 from .model_capabilities import ModelCapabilities, VisionModelCapabilitiesRegistry
 from .types import Task
@@ -209,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SERVER_PREFIX:  # the server's parser owns every option after it
         return COMMANDS[argv[0]].run(argparse.Namespace(rest=argv[1:]))
+    argv = compat.legacy_argv(argv)  # 0.3.x flags and command names
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command].run(args)

@@ -613,3 +613,79 @@ def sniff_type(data: bytes) -> str:
     if data[4:8] == b"ftyp":
         return "video/mp4"
     return "application/octet-stream"
+
+
+# --- the 0.3.x command line ----------------------------------------------------------------------
+
+_OLD_COMMANDS = {"download": "pull", "catalog": "models", "model-presets": "models"}
+_OLD_PROVIDERS = {
+    "huggingface": "diffusers",
+    "hf": "diffusers",
+    "sd-cpp": "sdcpp",
+    "stable-diffusion.cpp": "sdcpp",
+    "openai-compatible": "openai",
+}
+_RENAMED_FLAGS = {"--provider": "--backend", "--frames": "--num-frames"}
+_RENAMED_FLAGS["--reference-image"] = "--reference-images"
+_EXTRA_FLAGS = {"--guidance-2": "guidance_scale_2", "--flow-shift": "flow_shift"}
+_EXTRA_FLAGS["--softness"] = "softness"
+_DROPPED_FLAGS = ("--progress", "--no-progress", "--open")
+
+
+def legacy_argv(argv: Sequence[str]) -> list[str]:
+    """0.3.x command lines -> today's flags (one note on stderr says what was rewritten).
+
+    ``--provider`` -> ``--backend`` (huggingface -> diffusers, openai-compatible -> openai),
+    ``--frames`` -> ``--num-frames``, ``--lora SRC`` + ``--lora-scale S`` -> ``--extra loras=[...]``,
+    ``--guidance-2`` / ``--flow-shift`` / ``--softness`` -> ``--extra``, ``--resolution 2x`` ->
+    ``--scale 2``, ``download`` -> ``pull``, ``catalog`` / ``model-presets`` -> ``models``;
+    ``--progress`` / ``--open`` / ``--lora-target-role`` are dropped.
+    """
+    import sys
+
+    args = list(argv)
+    if args and args[0] in _OLD_COMMANDS:
+        args[0] = _OLD_COMMANDS[args[0]]
+    out: list[str] = []
+    loras: list[str] = []
+    scales: list[float] = []
+    seen: list[str] = []
+    i = 0
+    while i < len(args):
+        flag, eq, inline = args[i].partition("=")
+        value = inline if eq else (args[i + 1] if i + 1 < len(args) else None)
+        step = 1 if eq else 2
+        if flag in _RENAMED_FLAGS and value is not None:
+            value = _OLD_PROVIDERS.get(value, value) if flag == "--provider" else value
+            out += [_RENAMED_FLAGS[flag], value]
+        elif flag in _EXTRA_FLAGS and value is not None:
+            out += ["--extra", f"{_EXTRA_FLAGS[flag]}={value}"]
+        elif flag == "--resolution" and value is not None:
+            out += ["--scale", value.lower().rstrip("x")]
+        elif flag == "--lora" and value is not None:
+            loras.append(value)
+        elif flag == "--lora-scale" and value is not None:
+            scales.append(float(value))
+        elif flag == "--lora-target-role" and value is not None:
+            pass
+        elif args[i] in _DROPPED_FLAGS:
+            step = 1
+        else:
+            out.append(args[i])
+            i += 1
+            continue
+        seen.append(flag)
+        i += step
+    if loras:
+        items = [
+            {"source": s, "scale": scales[k] if k < len(scales) else 1.0}
+            for k, s in enumerate(loras)
+        ]
+        out += ["--extra", "loras=" + json.dumps([_entry(item) for item in items])]
+    if seen or (argv and args[0] != argv[0]):
+        names = ", ".join(dict.fromkeys(([argv[0]] if args[0] != argv[0] else []) + seen))
+        print(
+            f"abstractvision: note: 0.3.x usage rewritten ({names}); see docs/migrating-from-0.3.md",
+            file=sys.stderr,
+        )
+    return out

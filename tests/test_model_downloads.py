@@ -245,6 +245,7 @@ def test_cli_pull_both_engines_then_generate_with_downloads_off(
     assert made.returncode == 0, made.stderr
     assert (tmp_path / "fox.png").read_bytes().startswith(b"\x89PNG")
     assert "W1201" not in made.stderr and "Warning" not in made.stderr  # third-party noise off
+    assert "|==" not in made.stderr  # nor the engine's loading bar
 
     removed = _cli("rm", KLEIN_ID, env=env, cwd=tmp_path)
     assert removed.returncode == 0 and "freed" in removed.stdout

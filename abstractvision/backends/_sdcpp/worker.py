@@ -36,6 +36,20 @@ def _quiet_stdout() -> None:
     sys.stdout = sys.stderr
 
 
+def _quiet_progress(sd_cpp: Any) -> Any:
+    """A progress callback that prints nothing (the library draws a bar while loading without
+    one); generation installs its own. Returned so the ctypes object outlives the call."""
+
+    @sd_cpp.sd_progress_callback  # type: ignore[untyped-decorator]
+    def silent(step: int, steps: int, seconds: float, data: Any) -> None:
+        return None
+
+    import ctypes
+
+    sd_cpp.sd_set_progress_callback(silent, ctypes.c_void_p(0))
+    return silent
+
+
 def _install_log_callback(sd_cpp: Any, verbose: bool) -> tuple[collections.deque[str], Any]:
     """Route engine logs: keep the last warnings/errors (for error messages), echo to stderr."""
     import ctypes
@@ -88,6 +102,7 @@ def main(fd: int) -> None:
         conn.send(("error", "missing", str(exc), None))
         return
     tail, _keep = _install_log_callback(sd_cpp, verbose)
+    _quiet_load = _quiet_progress(sd_cpp) if not verbose else None  # no native loading bar
     started = time.perf_counter()
     try:
         sd = stable_diffusion_cpp.StableDiffusion(**load_kwargs, verbose=True)

@@ -101,7 +101,9 @@ class Engine:
         call it from a worker thread, never from tools/list.
         """
         with self._probe_lock:
-            if self._caps is None or fresh:
+            if not defaults.runnable(self.config):  # the engine's extra is missing: no task
+                self._caps = VisionBackendCapabilities(supported_tasks=[], models={})
+            elif self._caps is None or fresh:
                 self._caps = self.manager.capabilities()
             return self._caps
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 from hub_repos import diffusers_repo, klein_sdcpp_repos, split_klein
 from hub_server import HubServer
@@ -67,6 +68,33 @@ async def test_server_without_a_model_refuses_naming_the_pull(
     async with Client(create_server(config)) as client:
         refused = await client.call_tool("text_to_image", {"prompt": "x", "steps": 1})
     assert refused.is_error and f"abstractvision pull {config.model}" in _text(refused)
+
+
+@pytest.mark.anyio
+async def test_missing_extra_is_said_at_start_and_no_task_tool_is_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from mcp_server.config import load_config
+    from mcp_server.defaults import prepare
+    from mcp_server.server import create_server
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "stable_diffusion_cpp" else real(name, *a),
+    )
+    argv = ["--backend", "sdcpp", "--model", "black-forest-labs/FLUX.2-klein-4B"]
+    config = load_config([*argv, "--store", str(tmp_path / "store")], environ={})
+    lines = prepare(config)
+    assert any("pip install 'abstractvision[sdcpp]'" in line for line in lines), lines
+    async with Client(create_server(config)) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        await anyio.sleep(0.2)  # let the background probe run: it must not add them back
+        names |= {t.name for t in (await client.list_tools()).tools}
+    assert "list_models" in names and not names & {"text_to_image", "image_to_image"}
 
 
 @pytest.mark.anyio

@@ -21,6 +21,7 @@ import shlex
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from .errors import InvalidRequestError
@@ -178,6 +179,23 @@ def rename(new: str, note: str = "") -> Converter:
     return convert
 
 
+def _apply(table: Mapping[str, Converter], kwargs: dict[str, Any], owner: str) -> None:
+    """Rewrite the 0.3.x keywords of ``kwargs`` in place, warning for each one in use."""
+    for old in [k for k in kwargs if k in table]:
+        value = kwargs.pop(old)
+        new = table[old](value, kwargs)
+        if new is None:  # a current value of a current option (the converter may have
+            kwargs.setdefault(old, value)  # rewritten it)
+        if not new:  # "" : an empty 0.3.x value, dropped without a warning
+            continue
+        warnings.warn(
+            f"{owner}({old}={value!r}) is 0.3.x usage; "
+            + (new if new.startswith("it has no effect") else f"use {new}"),
+            DeprecationWarning,
+            stacklevel=4,
+        )
+
+
 def old_config_names(table: Mapping[str, Converter]) -> Callable[[type], type]:
     """Class decorator: the config also takes the 0.3.x keyword names in ``table``."""
 
@@ -186,26 +204,23 @@ def old_config_names(table: Mapping[str, Converter]) -> Callable[[type], type]:
 
         @functools.wraps(init)
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-            for old in [k for k in kwargs if k in table]:
-                value = kwargs.pop(old)
-                new = table[old](value, kwargs)
-                if new is None:  # a current value of a current option (the converter may
-                    kwargs.setdefault(old, value)  # have rewritten it)
-                if not new:  # "" : an empty 0.3.x value, dropped without a warning
-                    continue
-                warnings.warn(
-                    f"{cls.__name__}({old}={value!r}) is 0.3.x usage; "
-                    + (new if new.startswith("it has no effect") else f"use {new}"),
-                    DeprecationWarning,
-                    stacklevel=2,
-                )
+            _apply(table, kwargs, cls.__name__)
             init(self, *args, **kwargs)
 
         cls.__init__ = __init__  # type: ignore[method-assign]
-        cls.old_names = tuple(table)  # type: ignore[attr-defined]
+        cls.old_names = MappingProxyType(dict(table))  # type: ignore[attr-defined]
         return cls
 
     return wrap
+
+
+def legacy_params(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` for ``cls.from_dict`` with its 0.3.x keywords rewritten (VisionManager calls)."""
+    table = getattr(cls, "old_names", None)
+    if table:
+        params = dict(params)
+        _apply(table, params, cls.__name__)
+    return params
 
 
 def cpu_offload(value: Any, kwargs: dict[str, Any]) -> str:

@@ -276,10 +276,7 @@ class VisionManager:
                     next(iter(params)), "...", "pass parameters in the request object, not both"
                 )
             return first
-        if "extra" in params or "lora_adapters" in params:  # 0.3.x LoRA shapes -> extra.loras
-            params["extra"] = compat.legacy_extra(
-                params.get("extra"), params.pop("lora_adapters", None)
-            )
+        params = compat.legacy_params(cls, params)  # 0.3.x keywords (lora_adapters, ...)
         return cls.from_dict({first_name: first, **params})
 
     def _backend(self) -> VisionBackend:

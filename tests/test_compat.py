@@ -313,3 +313,29 @@ def test_0_3_x_command_line_runs(tiny_sd_dir: Path, tiny_lora_dir: Path, tmp_pat
     assert run.returncode == 0, run.stderr
     assert out.read_bytes().startswith(b"\x89PNG")
     assert "0.3.x usage rewritten (--provider, --lora, --lora-scale, --progress)" in run.stderr
+
+
+def test_vision_manager_takes_0_3_x_keywords() -> None:
+    from http_servers import png
+
+    class Old(VisionBackend):
+        def __init__(self) -> None:
+            self.seen: list[object] = []
+
+        def upscale_image(self, request):  # type: ignore[no-untyped-def]
+            self.seen.append(request)
+            return GeneratedAsset("image", png((128, 128)), "image/png")
+
+        def generate_video(self, request):  # type: ignore[no-untyped-def]
+            self.seen.append(request)
+            return GeneratedAsset("video", b"\x00\x00\x00\x18ftypmp42", "video/mp4")
+
+    backend = Old()
+    vm = VisionManager(backend=backend)
+    with pytest.warns(DeprecationWarning, match="use scale"):
+        vm.upscale_image(png(), resolution="2x", softness=0.25)
+    with pytest.warns(DeprecationWarning, match="guidance_scale_2"):
+        vm.generate_video("waves", guidance_2=3.0, lora_adapters=[{"source": "/l", "scale": 0.5}])
+    up, video = backend.seen
+    assert up.scale == 2 and up.extra == {"softness": 0.25}
+    assert video.extra == {"guidance_scale_2": 3.0, "loras": [{"source": "/l", "weight": 0.5}]}

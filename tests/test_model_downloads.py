@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -252,3 +253,43 @@ def test_cli_pull_both_engines_then_generate_with_downloads_off(
     refused = _cli("t2i", "x", "--backend", "sdcpp", "--model", KLEIN_ID, env=offline, cwd=tmp_path)
     assert refused.returncode == 2
     assert f"abstractvision pull {KLEIN_ID} --engine sdcpp" in refused.stderr
+
+
+def test_one_set_of_weights_per_component() -> None:
+    from abstractvision.model_downloads import _pick_weights
+
+    sharded = [
+        "config.json",
+        "diffusion_pytorch_model-00001-of-00002.safetensors",
+        "diffusion_pytorch_model-00002-of-00002.safetensors",
+        "diffusion_pytorch_model.safetensors.index.json",
+        "diffusion_pytorch_model.fp16-00001-of-00002.safetensors",
+        "diffusion_pytorch_model.fp16-00002-of-00002.safetensors",
+        "diffusion_pytorch_model.safetensors.index.fp16.json",
+        "diffusion_pytorch_model.bin",
+    ]
+    plain, variant = _pick_weights(sharded, None)
+    assert variant is None and plain == sorted(sharded[1:4])
+    fp16, variant = _pick_weights(sharded, "fp16")
+    assert variant == "fp16" and fp16 == sorted(sharded[4:7])
+    only_fp16 = ["model.fp16.safetensors", "model.fp16.bin", "tokenizer.json"]
+    assert _pick_weights(only_fp16, None) == (["model.fp16.safetensors"], "fp16")
+
+
+def test_eta_waits_for_the_first_steps() -> None:
+    import io
+
+    from abstractvision.cli_models import ProgressBar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    bar = ProgressBar(stream)
+    bar(ProgressEvent(1, 10, "step 1/10"))  # loading time is not in any estimate
+    assert stream.getvalue().endswith("ETA ...\x1b[K")
+    bar(ProgressEvent(2, 10, "step 2/10"))
+    assert re.search(r"ETA \d+s\x1b\[K$", stream.getvalue())
+    bar(ProgressEvent(10, 100, "downloading x: 0.1 / 1.0 GB"))  # a new series starts over
+    assert stream.getvalue().endswith("ETA ...\x1b[K")

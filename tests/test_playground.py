@@ -330,6 +330,16 @@ def test_upload_and_drop_inputs(server: dict[str, Any], page: Any) -> None:
     )
     page.dispatch_event("[data-field='image']", "drop", {"dataTransfer": transfer})
     page.wait_for_selector(f"[data-field='image']:has-text('artifact {made[:8]}')")
+    # A list of images (reference_images) takes several files at once, up to its maxItems.
+    many = page.locator(".slot:has([data-field='reference_images']) input[type=file]")
+    many.set_input_files(
+        [
+            {"name": f"ref{i}.png", "mimeType": "image/png", "buffer": png((64, 64))}
+            for i in range(2)
+        ]
+    )
+    page.wait_for_selector("[data-field='reference_images']:has-text('ref1.png')")
+    assert page.locator("[data-field='reference_images'] img.chosen").count() == 2
 
 
 def test_mcp_artifact_appears_then_compare_copy_download(server: dict[str, Any], page: Any) -> None:

@@ -190,7 +190,7 @@ function renderForm() {
   const box = $("#params");
   box.replaceChildren();
   for (const [name, field] of Object.entries(props)) {
-    if (name === "prompt" || name === "wait_s" || isImageField(field)) continue;
+    if (name === "prompt" || name === "wait_s" || isImageField(field) || isImageList(field)) continue;
     if (name === "extra" && !field.description) continue;
     const bounds = boundsText(field);
     box.append(el("label", { class: "param", title: field.description || "" },
@@ -201,11 +201,15 @@ function renderForm() {
   renderImages();
 }
 
+// A list of image inputs (e.g. reference_images): an array whose items are image fields.
+const isImageList = (schema) => schema.type === "array" && !!schema.items && isImageField(schema.items);
+
 function renderImages() {
   const props = currentSchema().properties;
   const box = $("#images");
   box.replaceChildren();
-  const fields = Object.entries(props).filter(([, s]) => isImageField(s)).map(([n]) => n);
+  const fields = Object.entries(props)
+    .filter(([, s]) => isImageField(s) || isImageList(s)).map(([n]) => n);
   for (const name of Object.keys(state.inputs)) {
     if (!fields.includes(name)) delete state.inputs[name];
   }
@@ -217,11 +221,16 @@ function renderImages() {
 }
 
 function imageSlot(name, schema) {
+  const many = isImageList(schema);
   const chosen = state.inputs[name];
-  const file = el("input", { type: "file", accept: "image/*", hidden: true,
-    onchange: () => file.files[0] && readFile(name, file.files[0]) });
+  const entries = chosen ? (many ? chosen.list : [chosen]) : [];
+  const file = el("input", { type: "file", accept: "image/*", hidden: true, multiple: many,
+    onchange: () => [...file.files].forEach((f) => readFile(name, f)) });
+  const hint = many
+    ? `drop images, click to upload, or pick them in the gallery (at most ${schema.maxItems || "any"})`
+    : "drop an image, click to upload, or pick one in the gallery";
   const zone = el("div", {
-    class: "drop" + (chosen ? " filled" : ""), tabIndex: 0, "data-field": name,
+    class: "drop" + (entries.length ? " filled" : ""), tabIndex: 0, "data-field": name,
     title: schema.description || name,
     onclick: () => file.click(),
     onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") file.click(); },
@@ -230,34 +239,45 @@ function imageSlot(name, schema) {
     ondrop: (e) => {
       e.preventDefault();
       zone.classList.remove("over");
-      const dropped = e.dataTransfer.files[0];
       const ref = e.dataTransfer.getData("application/x-abstractvision-artifact");
       if (ref) setArtifactInput(name, state.items.get(ref));
-      else if (dropped) readFile(name, dropped);
+      else [...e.dataTransfer.files].slice(0, many ? undefined : 1).forEach((f) => readFile(name, f));
     },
   },
-  chosen ? el("img", { src: chosen.url, alt: name, class: "chosen" }) : null,
-  el("span", { text: chosen ? chosen.label : "drop an image, click to upload, or pick one in the gallery" }));
-  const clear = chosen ? el("button", { type: "button", class: "link", text: "clear",
+  entries.map((entry) => el("img", { src: entry.url, alt: name, class: "chosen", title: entry.label })),
+  el("span", { text: entries.length ? entries.map((e) => e.label).join(", ") : hint }));
+  const clear = entries.length ? el("button", { type: "button", class: "link", text: "clear",
     onclick: () => { delete state.inputs[name]; renderImages(); } }) : null;
   return el("div", { class: "slot" }, el("span", { class: "name", text: name }), zone, file, clear);
+}
+
+function addInput(name, entry) {
+  const schema = currentSchema().properties[name];
+  if (isImageList(schema)) {
+    const current = state.inputs[name] || { list: [] };
+    if (schema.maxItems && current.list.length >= schema.maxItems) {
+      showError(`${name} takes at most ${schema.maxItems} images`);
+      return;
+    }
+    current.list.push(entry);
+    state.inputs[name] = current;
+  } else {
+    state.inputs[name] = entry;
+  }
+  renderImages();
 }
 
 function readFile(name, file) {
   if (!file.type.startsWith("image/")) { showError(name + ": " + file.name + " is not an image"); return; }
   const reader = new FileReader();
-  reader.onload = () => {
-    state.inputs[name] = { value: reader.result, url: reader.result, label: file.name };
-    renderImages();
-  };
+  reader.onload = () => addInput(name, { value: reader.result, url: reader.result, label: file.name });
   reader.readAsDataURL(file);
 }
 
 async function setArtifactInput(name, item) {
   if (!item) return;
   const url = await blobUrl(item.id, "content");
-  state.inputs[name] = { value: { $artifact: item.id }, url, label: "artifact " + item.id.slice(0, 8) };
-  renderImages();
+  addInput(name, { value: { $artifact: item.id }, url, label: "artifact " + item.id.slice(0, 8) });
 }
 
 // ---- mask painter: white strokes (change) on black (keep), at the image's own size ----------
@@ -396,7 +416,9 @@ function collectParams() {
       throw error;
     }
   }
-  for (const [name, chosen] of Object.entries(state.inputs)) params[name] = chosen.value;
+  for (const [name, chosen] of Object.entries(state.inputs)) {
+    params[name] = chosen.list ? chosen.list.map((entry) => entry.value) : chosen.value;
+  }
   const mask = maskValue();
   if (mask) params.mask = mask;
   for (const name of schema.required || []) {

@@ -92,6 +92,7 @@ def manager_for(
 # no max_sequence_length in __call__, or (CogVideoX) a fixed one
 NO_SEQUENCE_LENGTH = {
     "sdxl",
+    "instruct-pix2pix",
     "hunyuan-video15",
     "hunyuan-video15-i2v",
     "cogvideox",

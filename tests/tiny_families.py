@@ -96,14 +96,14 @@ def _qid(name: str) -> int:
     return 257 + QWEN_SPECIALS.index(name)
 
 
-def llama_tokenizer() -> Any:
+def llama_tokenizer(*, bos: bool = False) -> Any:
     """A Llama byte-level tokenizer (bos 0, eos 1, unk 2) over the 256 byte symbols."""
     from transformers import LlamaTokenizer
 
     vocab = {"<s>": 0, "</s>": 1, "<unk>": 2}
     for s in _byte_symbols():
         vocab.setdefault(s, len(vocab))
-    return LlamaTokenizer(vocab=vocab, merges=[], pad_token="</s>")
+    return LlamaTokenizer(vocab=vocab, merges=[], pad_token="</s>", add_bos_token=bos)
 
 
 # --- text encoders ----------------------------------------------------------------------------
@@ -1007,6 +1007,171 @@ def _hunyuan_video15(*, i2v: bool = False) -> Callable[[], dict[str, Any]]:
     return parts
 
 
+def _pix2pix() -> dict[str, Any]:
+    """InstructPix2Pix: the SD 1.x parts with an 8-channel UNet (latents + image latents)."""
+    return {**_sd_parts(in_channels=8), "safety_checker": None, "feature_extractor": None}
+
+
+def _pixart_sigma() -> dict[str, Any]:
+    from diffusers import DDIMScheduler, PixArtTransformer2DModel
+
+    _seed(0)
+    transformer = PixArtTransformer2DModel(
+        sample_size=32,  # 256 px resolution bins (real: 128, the 1024 px ones)
+        num_layers=1,
+        patch_size=2,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        caption_channels=32,
+        in_channels=4,
+        cross_attention_dim=16,
+        out_channels=8,  # learned sigma
+        attention_bias=True,
+        activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000,
+        norm_type="ada_norm_single",
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+    )
+    return {
+        "transformer": transformer,
+        "vae": kl_vae(4),
+        "scheduler": DDIMScheduler(),
+        "text_encoder": t5_encoder(32),
+        "tokenizer": t5_tokenizer(),
+    }
+
+
+def _lumina2() -> dict[str, Any]:
+    from diffusers import Lumina2Transformer2DModel
+    from transformers import Gemma2Config, Gemma2Model
+
+    _seed(0)
+    transformer = Lumina2Transformer2DModel(
+        sample_size=8,
+        patch_size=2,
+        in_channels=4,
+        hidden_size=16,
+        num_layers=1,
+        num_refiner_layers=1,
+        num_attention_heads=1,
+        num_kv_heads=1,
+        multiple_of=16,
+        ffn_dim_multiplier=None,
+        norm_eps=1e-5,
+        scaling_factor=1.0,
+        axes_dim_rope=[8, 4, 4],
+        cap_feat_dim=8,
+    )
+    _seed(0)
+    text_encoder = Gemma2Model(
+        Gemma2Config(
+            vocab_size=260,
+            head_dim=4,
+            hidden_size=8,
+            intermediate_size=8,
+            num_attention_heads=2,
+            num_hidden_layers=2,
+            num_key_value_heads=2,
+            sliding_window=2,
+            pad_token_id=0,
+            eos_token_id=1,
+            bos_token_id=2,
+        )
+    )
+    return {
+        "transformer": transformer,
+        "vae": kl_vae(4, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609),
+        "scheduler": flow(),
+        "text_encoder": text_encoder,
+        "tokenizer": gemma_tokenizer(),
+    }
+
+
+def _cogview4() -> dict[str, Any]:
+    from diffusers import CogView4Transformer2DModel, FlowMatchEulerDiscreteScheduler
+    from transformers import GlmConfig, GlmForCausalLM
+
+    _seed(0)
+    transformer = CogView4Transformer2DModel(
+        patch_size=2,
+        in_channels=4,
+        num_layers=1,
+        attention_head_dim=4,
+        num_attention_heads=4,
+        out_channels=4,
+        text_embed_dim=32,
+        time_embed_dim=8,
+        condition_dim=4,
+    )
+    _seed(0)
+    text_encoder = GlmForCausalLM(
+        GlmConfig(
+            vocab_size=259,
+            hidden_size=32,
+            intermediate_size=8,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            head_dim=8,
+            pad_token_id=1,
+        )
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        base_shift=0.25,
+        max_shift=0.75,
+        base_image_seq_len=256,
+        use_dynamic_shifting=True,
+        time_shift_type="linear",
+    )
+    return {
+        "transformer": transformer,
+        "vae": kl_vae(4),
+        "scheduler": scheduler,
+        "text_encoder": text_encoder,
+        # byte-level, with a BOS as GLM-4's [gMASK]<sop> prefix: an empty prompt is never empty
+        "tokenizer": llama_tokenizer(bos=True),
+    }
+
+
+def _mochi() -> dict[str, Any]:
+    from diffusers import AutoencoderKLMochi, MochiTransformer3DModel
+
+    _seed(0)
+    transformer = MochiTransformer3DModel(
+        patch_size=2,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_layers=1,
+        pooled_projection_dim=16,
+        in_channels=12,
+        out_channels=None,
+        qk_norm="rms_norm",
+        text_embed_dim=32,
+        time_embed_dim=4,
+        activation_fn="swiglu",
+        max_sequence_length=256,
+    )
+    transformer.pos_frequencies.data = transformer.pos_frequencies.new_full(
+        transformer.pos_frequencies.shape, 0
+    )
+    _seed(0)
+    vae = AutoencoderKLMochi(
+        latent_channels=12,
+        out_channels=3,
+        encoder_block_out_channels=(32, 32, 32, 32),
+        decoder_block_out_channels=(32, 32, 32, 32),
+        layers_per_block=(1, 1, 1, 1, 1),
+    )
+    return {
+        "transformer": transformer,
+        "vae": vae,
+        "scheduler": flow(),
+        "text_encoder": t5_encoder(32),
+        "tokenizer": t5_tokenizer(),
+    }
+
+
 FAMILIES: dict[str, Family] = {
     "sdxl": Family("StableDiffusionXLPipeline", _sdxl, (T2I, I2I, INPAINT)),
     "sd3": Family("StableDiffusion3Pipeline", _sd3, (T2I, I2I, INPAINT)),
@@ -1066,6 +1231,16 @@ FAMILIES: dict[str, Family] = {
         "HunyuanVideo15ImageToVideoPipeline", _hunyuan_video15(i2v=True), (I2V,), frames=5
     ),
     "ltx2": Family("LTX2Pipeline", _ltx2, (T2V,), frames=9),
+    "instruct-pix2pix": Family(
+        "StableDiffusionInstructPix2PixPipeline",
+        _pix2pix,
+        (I2I,),
+        config={"requires_safety_checker": False},
+    ),
+    "pixart-sigma": Family("PixArtSigmaPipeline", _pixart_sigma, (T2I,)),
+    "lumina2": Family("Lumina2Pipeline", _lumina2, (T2I,)),
+    "cogview4": Family("CogView4Pipeline", _cogview4, (T2I,)),
+    "mochi": Family("MochiPipeline", _mochi, (T2V,), frames=7),
 }
 
 

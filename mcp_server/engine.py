@@ -156,6 +156,7 @@ class Engine:
 
         def load() -> None:
             try:
+                defaults.ensure(self.config, None, None)  # pulls now when downloads are allowed
                 backend = self.manager.backend
                 self.capabilities()
                 if backend is not None:

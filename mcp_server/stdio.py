@@ -14,7 +14,9 @@ Two gaps of ``mcp.server.stdio.stdio_server`` (mcp 2.x) are closed here:
   exits at once, without waiting for busy non-daemon threads either.
 
 fd 0 is diverted to the null device while serving, as the SDK does, so child processes never
-read the protocol stream; fd 1 is left to the SDK's own claim.
+read the protocol stream; fd 1 is diverted to stderr and the protocol written to a private,
+non-blocking copy of it straight from the event loop (the SDK's own stdout costs two worker
+thread round trips per message).
 """
 
 from __future__ import annotations
@@ -149,6 +151,52 @@ def _divert_stdin() -> Any:
             os.close(private)
 
 
+class _DirectStdout:
+    """stdout for the SDK's writer without a thread per frame (two per message otherwise).
+
+    The frame is written with ``os.write`` on a non-blocking private copy of fd 1; when the pipe
+    is full (a large result the client reads slowly) the loop waits until it can write more.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    async def write(self, text: str) -> None:
+        data = memoryview(text.encode("utf-8"))
+        while data:
+            try:
+                data = data[os.write(self.fd, data) :]
+            except BlockingIOError:
+                await anyio.wait_writable(self.fd)
+
+    async def flush(self) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def _claim_stdout() -> Any:
+    """A non-blocking private duplicate of fd 1 for the protocol; fd 1 itself goes to stderr,
+    so stray prints of libraries and children never reach the wire. None without a real fd 1."""
+    try:
+        sys.stdout.flush()
+        stdout_fd = sys.stdout.fileno()
+        private = os.dup(stdout_fd)
+        os.dup2(sys.stderr.fileno(), stdout_fd)
+    except (AttributeError, OSError, ValueError):
+        yield None
+        return
+    os.set_inheritable(private, False)
+    os.set_blocking(private, False)
+    try:
+        yield _DirectStdout(private)
+    finally:
+        with contextlib.suppress(OSError):
+            os.set_blocking(private, True)
+            os.dup2(private, stdout_fd)
+        with contextlib.suppress(OSError):
+            os.close(private)
+
+
 def _flush_and_exit(code: int = 0) -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
@@ -175,7 +223,7 @@ def serve_stdio(server: Server[Any], *, grace_s: float = EXIT_GRACE_S) -> None:
             _start_watchdog(grace_s)
 
     async def run() -> None:
-        with _divert_stdin() as source:
+        with _divert_stdin() as source, _claim_stdout() as stdout:
             lines = _CheckedLines(source, on_eof)
             # One outgoing queue for the session's messages and the error answers, so neither
             # can close stdout while the other still has something to say.
@@ -184,7 +232,7 @@ def serve_stdio(server: Server[Any], *, grace_s: float = EXIT_GRACE_S) -> None:
             session_out = out.clone()
             out.close()
             async with (
-                stdio_server(stdin=lines) as (read, write),  # type: ignore[arg-type]
+                stdio_server(stdin=lines, stdout=stdout) as (read, write),  # type: ignore[arg-type]
                 anyio.create_task_group() as group,
             ):
 

@@ -299,20 +299,26 @@ def test_0_3_x_synchronous_video_endpoints_on_a_real_server() -> None:
     assert base64.b64decode(i2v_json["image_b64"]) == png()
 
 
-def test_0_3_x_command_line_runs(tiny_sd_dir: Path, tiny_lora_dir: Path, tmp_path: Path) -> None:
+def test_0_3_x_command_line_runs(
+    tiny_sd_dir: Path,
+    tiny_lora_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """--provider / --lora / --lora-scale / --progress as 0.3.x wrote them, on a real model."""
-    import os
+    from abstractvision.cli import main
 
+    monkeypatch.setenv("ABSTRACTVISION_DEVICE", "cpu")
     out = tmp_path / "cube.png"
-    env = {**os.environ, "ABSTRACTVISION_DEVICE": "cpu"}
-    cmd = [sys.executable, "-m", "abstractvision", "t2i", "--provider", "huggingface"]
-    cmd += ["--model", str(tiny_sd_dir), "--backend-option", f'lora_allowlist=["{tiny_lora_dir}"]']
-    cmd += ["--lora", str(tiny_lora_dir), "--lora-scale", "0.5", "--progress"]
-    cmd += ["--width", "64", "--height", "64", "--steps", "2", "--seed", "1", "-o", str(out)]
-    run = subprocess.run([*cmd, "a cube"], capture_output=True, text=True, cwd=ROOT, env=env)
-    assert run.returncode == 0, run.stderr
+    argv = ["t2i", "--provider", "huggingface", "--model", str(tiny_sd_dir)]
+    argv += ["--backend-option", f'lora_allowlist=["{tiny_lora_dir}"]']
+    argv += ["--lora", str(tiny_lora_dir), "--lora-scale", "0.5", "--progress"]
+    argv += ["--width", "64", "--height", "64", "--steps", "2", "--seed", "1", "-o", str(out)]
+    assert main([*argv, "a cube"]) == 0
     assert out.read_bytes().startswith(b"\x89PNG")
-    assert "0.3.x usage rewritten (--provider, --lora, --lora-scale, --progress)" in run.stderr
+    err = capsys.readouterr().err
+    assert "0.3.x usage rewritten (--provider, --lora, --lora-scale, --progress)" in err
 
 
 def test_vision_manager_takes_0_3_x_keywords() -> None:

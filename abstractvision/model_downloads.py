@@ -435,17 +435,70 @@ def plan_pull(
         )
     revision = revision or "main"
     commit, files = _repo_files(model, revision, token, endpoint)
-    if "model_index.json" not in files:
-        raise UnknownModelError(
-            f"{model} has no model_index.json, so it is not a Diffusers pipeline repo"
-            + ("; try --engine sdcpp" if model in registry else "")
-        )
     cache = _cache(cache_dir)
-    had_index = (_storage(cache, model) / "snapshots" / commit / "model_index.json").exists()
-    index = _read_index(model, commit, token, endpoint, cache)
-    planned, used_variant, notes = _diffusers_plan(model, commit, files, index, variant)
-    fetched = 0 if had_index else files["model_index.json"].size or 0
-    return PullPlan(model, engine, None, planned, revision, used_variant, notes, fetched)
+    fetched = 0
+    if "model_index.json" in files:
+        had_index = (_storage(cache, model) / "snapshots" / commit / "model_index.json").exists()
+        index = _read_index(model, commit, token, endpoint, cache)
+        planned, used_variant, notes = _diffusers_plan(model, commit, files, index, variant)
+        fetched = 0 if had_index else files["model_index.json"].size or 0
+    else:  # one model, e.g. an adapter (its config and one set of weights at the root)
+        root = [p for p in files if "/" not in p]
+        weights, used_variant = _pick_weights(root, variant)
+        if not weights or "config.json" not in files:
+            raise UnknownModelError(
+                f"{model} has no model_index.json, so it is not a Diffusers pipeline repo"
+                + ("; try --engine sdcpp" if model in registry else "")
+            )
+        keep = [p for p in root if p.endswith(".json") and _weight_group(p) is None]
+        planned, notes = [files[p] for p in [*keep, *weights]], []
+    plan = PullPlan(model, engine, None, planned, revision, used_variant, notes, fetched)
+    for extra in _companions_of(model, registry, variant, token, endpoint, cache):
+        plan.files += extra.files
+        plan.fetched_bytes += extra.fetched_bytes
+    return plan
+
+
+def _companions_of(
+    model: str,
+    registry: VisionModelCapabilitiesRegistry,
+    variant: str | None,
+    token: Any,
+    endpoint: str | None,
+    cache: Path,
+) -> list[PullPlan]:
+    """What a registry model also loads on Diffusers: its base model (for an adapter) and the
+    multi-view LoRA file."""
+    if model not in registry:
+        return []
+    caps = registry.get(model)
+    out = []
+    base = caps.engines.diffusers.base_model if caps.engines.diffusers else None
+    if base and base != model:
+        out.append(
+            plan_pull(
+                base,
+                "diffusers",
+                variant=variant,
+                token=token,
+                endpoint=endpoint,
+                registry=registry,
+                cache_dir=cache,
+            )
+        )
+    lora = caps.multi_view
+    if lora is not None:
+        _, files = _repo_files(lora.lora, "main", token, endpoint)
+        name = lora.lora_weight_name
+        if name is None:
+            found = sorted(
+                (p for p in files if p.endswith(".safetensors") and "/" not in p), key=len
+            )
+            name = found[0] if found else None
+        if name is None or name not in files:
+            raise UnknownModelError(f"{lora.lora} has no LoRA file {name or '*.safetensors'}")
+        out.append(PullPlan(lora.lora, "diffusers", None, [files[name]]))
+    return out
 
 
 def _default_quant(model: ModelCapabilities) -> str | None:
@@ -847,8 +900,12 @@ def local_files(
     cache = _cache(cache_dir)
     if engine == "diffusers":
         folder = _snapshot(cache, model)
-        if folder is None or not (folder / "model_index.json").is_file():
+        if folder is None or not _companions_on_disk(model, cache, registry):
             return None
+        if not (folder / "model_index.json").is_file():  # one model (an adapter)
+            names = [p.name for p in folder.iterdir()]
+            ok = "config.json" in names and any(_is_weight(n) for n in names)
+            return {"model": str(folder)} if ok else None
         index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
         for name, value in index.items():
             if name.startswith("_") or not isinstance(value, list) or None in value:
@@ -910,6 +967,24 @@ def sdcpp_hub_config(config: Any, *, required: bool = False) -> Any:
         model_name=config.model_name or resolve_model_name(model),
         **{**files, **given},
     )
+
+
+def _companions_on_disk(model: str, cache: Path, registry: VisionModelCapabilitiesRegistry) -> bool:
+    if model not in registry:
+        return True
+    caps = registry.get(model)
+    base = caps.engines.diffusers.base_model if caps.engines.diffusers else None
+    if base and base != model and local_files(base, cache_dir=cache, registry=registry) is None:
+        return False
+    lora = caps.multi_view
+    if lora is None:
+        return True
+    folder = _snapshot(cache, lora.lora)
+    if folder is None:
+        return False
+    if lora.lora_weight_name:
+        return (folder / lora.lora_weight_name).is_file()
+    return any(p.suffix == ".safetensors" for p in folder.iterdir())
 
 
 def pull_command(model: str, engine: str, quant: str | None = None) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from hub_repos import KLEIN_ID, SD_ID, diffusers_repo, klein_sdcpp_repos, split_klein
-from hub_server import HubServer
+from hub_server import HubRepo, HubServer
 
 from abstractvision import model_downloads as md
 from abstractvision.control import GenerationControl, ProgressEvent
@@ -293,3 +293,27 @@ def test_eta_waits_for_the_first_steps() -> None:
     assert re.search(r"ETA \d+s\x1b\[K$", stream.getvalue())
     bar(ProgressEvent(10, 100, "downloading x: 0.1 / 1.0 GB"))  # a new series starts over
     assert stream.getvalue().endswith("ETA ...\x1b[K")
+
+
+def test_an_adapter_pulls_its_config_one_weight_file_and_its_base_model(
+    hub: HubServer, online: Path
+) -> None:
+    adapter = "guoyww/animatediff-motion-adapter-v1-5-2"  # registry: base_model is SD 1.5
+    hub.add(
+        HubRepo(
+            adapter,
+            {
+                "config.json": b'{"_class_name": "MotionAdapter"}',
+                "diffusion_pytorch_model.safetensors": b"motion " * 100,
+                "diffusion_pytorch_model.fp16.safetensors": b"half " * 100,
+                "README.md": b"# adapter\n",
+            },
+        )
+    )
+    pulled = md.pull(adapter, "diffusers", endpoint=hub.url)
+    assert _snapshot_files(pulled.paths["model"]) == {
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+    }
+    assert md.local_files(SD_ID, "diffusers") is not None  # the base model came too
+    assert md.local_files(adapter, "diffusers") == {"model": pulled.paths["model"]}

@@ -267,6 +267,9 @@ def _pull(args: argparse.Namespace) -> int:
         "paths": pulled.paths,
         "size_bytes": pulled.total_bytes,
         "downloaded_bytes": pulled.downloaded_bytes,
+        "files": pulled.files,
+        "repo_files": pulled.repo_files,
+        "repo_bytes": pulled.repo_bytes,
     }
     if args.json:
         print(json.dumps(row, indent=2))
@@ -274,6 +277,9 @@ def _pull(args: argparse.Namespace) -> int:
     size = model_downloads.format_bytes(pulled.total_bytes)
     got = model_downloads.format_bytes(pulled.downloaded_bytes)
     print(f"{pulled.model} ({pulled.engine}): {size} on disk, {got} downloaded")
+    if pulled.repo_files > pulled.files:
+        whole = model_downloads.format_bytes(pulled.repo_bytes)
+        print(f"  {pulled.files} of the repo's {pulled.repo_files} files ({whole}): what it loads")
     for role, path in pulled.paths.items():
         print(f"  {role}: {path}")
     use = f"--backend {pulled.engine} --model {pulled.model}"

@@ -125,6 +125,8 @@ class PullPlan:
     variant: str | None = None
     notes: list[str] = field(default_factory=list)
     fetched_bytes: int = 0  # downloaded while planning (model_index.json)
+    repo_files: int = 0  # what the repos hold in all (a Diffusers pull skips the rest)
+    repo_bytes: int = 0
 
     @property
     def total_bytes(self) -> int:
@@ -142,6 +144,9 @@ class PulledModel:
     total_bytes: int
     downloaded_bytes: int
     variant: str | None = None
+    files: int = 0
+    repo_files: int = 0  # the main repo's files in all (0 when not known)
+    repo_bytes: int = 0
 
 
 def _registry(registry: VisionModelCapabilitiesRegistry | None) -> VisionModelCapabilitiesRegistry:
@@ -453,6 +458,7 @@ def plan_pull(
         keep = [p for p in root if p.endswith(".json") and _weight_group(p) is None]
         planned, notes = [files[p] for p in [*keep, *weights]], []
     plan = PullPlan(model, engine, None, planned, revision, used_variant, notes, fetched)
+    plan.repo_files, plan.repo_bytes = len(files), sum(f.size or 0 for f in files.values())
     for extra in _companions_of(model, registry, variant, token, endpoint, cache):
         plan.files += extra.files
         plan.fetched_bytes += extra.fetched_bytes
@@ -856,7 +862,18 @@ def _pull(
         format_bytes(progress.downloaded + plan.fetched_bytes),
     )
     downloaded = progress.downloaded + plan.fetched_bytes
-    return PulledModel(model, engine, plan.quant, paths, plan.total_bytes, downloaded, plan.variant)
+    return PulledModel(
+        model,
+        engine,
+        plan.quant,
+        paths,
+        plan.total_bytes,
+        downloaded,
+        plan.variant,
+        len(plan.files),
+        plan.repo_files,
+        plan.repo_bytes,
+    )
 
 
 # --- what is on disk ---------------------------------------------------------------------------

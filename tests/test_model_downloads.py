@@ -229,7 +229,9 @@ def test_cli_pull_both_engines_then_generate_with_downloads_off(
     }
     pulled = _cli("pull", SD_ID, "--json", env=env, cwd=tmp_path)
     assert pulled.returncode == 0, pulled.stderr
-    assert json.loads(pulled.stdout)["size_bytes"] > 0 and "downloading" in pulled.stderr
+    row = json.loads(pulled.stdout)
+    assert row["size_bytes"] > 0 and "downloading" in pulled.stderr
+    assert (row["files"], row["repo_files"]) == (10, 19)  # fp16/.bin/ckpt/onnx/README skipped
     sd = _cli("pull", KLEIN_ID, "--engine", "sdcpp", "--quant", "Q4_0", env=env, cwd=tmp_path)
     assert sd.returncode == 0, sd.stderr
     assert "flux-2-klein-4b-Q4_0.gguf" in sd.stdout and "Qwen3-4B-Q4_0.gguf" in sd.stdout

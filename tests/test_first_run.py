@@ -43,6 +43,7 @@ def _env(hub: HubServer, tmp_path: Path) -> dict[str, str]:
         "HF_ENDPOINT": hub.url,
         "HF_HUB_CACHE": str(tmp_path / "cache"),
         "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
         "PYTHONPATH": str(ROOT),
     }
 

@@ -225,6 +225,7 @@ def test_cli_pull_both_engines_then_generate_with_downloads_off(
         "HF_ENDPOINT": hub.url,
         "HF_HUB_CACHE": str(tmp_path / "cache"),
         "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
         "PYTHONPATH": str(ROOT),
     }
     pulled = _cli("pull", SD_ID, "--json", env=env, cwd=tmp_path)

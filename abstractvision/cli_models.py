@@ -193,7 +193,8 @@ def prepare_model(args: argparse.Namespace, stream: Any = None) -> None:
     if named & {"model", "model_id", "diffusion_model", "upscale_model"}:
         local = False
     if not args.model and local:
-        picked = recommend(args.backend, device=args.device)
+        task = getattr(args, "task", None)
+        picked = recommend(args.backend, device=args.device, task=task and str(task.value))
         if picked is None:
             return
         args.backend, args.model = picked.engine, picked.model

@@ -125,6 +125,7 @@ def recommend(
     device: str | None = None,
     registry: VisionModelCapabilitiesRegistry | None = None,
     host: Machine | None = None,
+    task: str | None = None,
 ) -> Pick | None:
     """The registry's recommended model for this machine; ``engine`` restricts the rows.
 
@@ -135,6 +136,8 @@ def recommend(
     registry = registry or VisionModelCapabilitiesRegistry()
     host = host or machine(device)
     rows = [r for r in registry.recommended() if engine in (None, r.engine)]
+    if task is not None:  # e.g. no image model is a default for text_to_video
+        rows = [r for r in rows if registry.supports(r.model, task)]
     if engine is None:
         rows = [r for r in rows if missing_extra(r.engine) is None]
     runnable = [r for r in rows if host.device in r.devices]

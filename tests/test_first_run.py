@@ -175,3 +175,17 @@ def test_ctrl_c_cancels_the_generation_exits_130_and_writes_nothing(
     assert "cancelled; nothing was written" in text and "Traceback" not in text
     assert "step 200/200" not in text  # it stopped early
     assert not out.exists() and not list(tmp_path.glob(".*partial"))
+
+
+def test_recommended_default_follows_device_memory_engine_and_task() -> None:
+    from abstractvision.startup import Machine, recommend
+
+    klein, sd = "black-forest-labs/FLUX.2-klein-4B", "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    gpu = recommend(host=Machine("cuda", 40.0))
+    assert (gpu.engine, gpu.model) == ("diffusers", klein)  # type: ignore[union-attr]
+    laptop = recommend("sdcpp", host=Machine("cpu", 12.0))
+    assert (laptop.engine, laptop.model, laptop.quant) == ("sdcpp", klein, "Q4_0")  # type: ignore[union-attr]
+    assert recommend("diffusers", host=Machine("cpu", 12.0)).model == sd  # type: ignore[union-attr]
+    small = recommend("diffusers", host=Machine("cpu", 1.0))
+    assert small is not None and small.model == sd and "needs about 4 GB" in small.reason
+    assert recommend(host=Machine("cpu", 12.0), task="text_to_video") is None

@@ -22,6 +22,7 @@ SCRIPTS = {
     "peak_rss_shared_weights.py": "ratio t2i+i2i+inpaint / t2i",
     "ray_scaleout.py": "answered by another replica: True",
     "gpu_speed.py": "ratio backend (no option) / raw Diffusers",
+    "batches_upscale.py": "image_upscale 64x64 -> 256x256",
 }
 NEEDS = {"ray_scaleout.py": "ray.serve"}
 

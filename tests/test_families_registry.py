@@ -214,3 +214,17 @@ def test_small_and_unknown_models_pass_the_check() -> None:
     )
     memory.check_fits("/some/local/folder", "torch.float32", "cpu", _options())
     memory.check_fits("Qwen/Qwen-Image", "torch.float32", "cpu", _options(quantize="int8"))
+
+
+def test_aliases_resolve_to_loadable_diffusers_repos() -> None:
+    """An alias names the original-format repo; the entry it resolves to is the Diffusers one
+    the backend loads (canonical_source), never the other way round."""
+    from abstractvision.backends._diffusers.families import canonical_source
+
+    for model_id in REGISTRY.list_models():
+        model = REGISTRY.get(model_id)
+        for alias in model.aliases:
+            assert canonical_source(alias) == model_id
+            assert not alias.endswith("-Diffusers"), f"{alias} should be the entry, not an alias"
+    assert canonical_source("tencent/HunyuanVideo-1.5").startswith("hunyuanvideo-community/")
+    assert canonical_source("Wan-AI/Wan2.2-T2V-A14B") == "Wan-AI/Wan2.2-T2V-A14B-Diffusers"

@@ -23,6 +23,7 @@ SCRIPTS = {
     "ray_scaleout.py": "answered by another replica: True",
     "gpu_speed.py": "ratio backend (no option) / raw Diffusers",
     "batches_upscale.py": "image_upscale 64x64 -> 256x256",
+    "fixed_cost.py": "fixed cost",
 }
 NEEDS = {"ray_scaleout.py": "ray.serve"}
 

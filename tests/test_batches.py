@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -139,16 +137,18 @@ async def test_mcp_returns_one_ref_per_image(
         assert images[1]["sha256"] == single["sha256"]
 
 
-def test_cli_seeds_write_one_file_per_image(tiny_sd_dir: Path, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "abstractvision.cli", "t2i", "a red cube", "--model",
-         str(tiny_sd_dir), "--device", "cpu", "--steps", "1", "--seeds", "4", "5",
-         "-o", str(tmp_path / "cube.png"), "--json"],
-        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        text=True, capture_output=True, timeout=300,
+def test_cli_seeds_write_one_file_per_image(
+    tiny_sd_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from abstractvision.cli import main  # in this process: torch is already imported
+
+    code = main(
+        ["t2i", "a red cube", "--model", str(tiny_sd_dir), "--device", "cpu", "--steps", "1",
+         "--seeds", "4", "5", "-o", str(tmp_path / "cube.png"), "--json"]
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = json.loads(done.stdout)
+    out = capsys.readouterr()
+    assert code == 0, out.err[-2000:]
+    rows = json.loads(out.out)
     assert [r["seed"] for r in rows] == [4, 5]
     assert all(Path(r["path"]).is_file() for r in rows)
 

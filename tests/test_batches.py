@@ -71,6 +71,13 @@ def test_batched_calls_match_up_to_rounding(tiny_sd_dir: Path) -> None:
         assert np.abs(a - b).max() <= 1
 
 
+def test_progress_counts_across_the_batch(vm: VisionManager) -> None:
+    events: list[Any] = []
+    vm.generate_image_batch("a red cube", count=3, seed=1, steps=2, on_progress=events.append)
+    assert [(e.step, e.total) for e in events] == [(1, 6), (2, 6), (3, 6), (4, 6), (5, 6), (6, 6)]
+    assert events[-1].message == "image 3/3: step 2/2"
+
+
 def test_count_with_a_seed_counts_up(vm: VisionManager) -> None:
     batch = vm.generate_image_batch("a red cube", count=2, seed=40, steps=1)
     assert [r["metadata"]["seed"] for r in batch] == [40, 41]

@@ -133,10 +133,37 @@ class VisionBackend:
     ) -> list[GeneratedAsset]:
         """Several single-image requests of one task (same settings, own seeds), in order.
 
-        Default: one call each. An engine that can batch (Diffusers) overrides this; image k
-        must equal a single call with request k.
+        Default: one call each, progress counted across the batch ("image 2/3: step 4/8").
+        An engine that can batch (Diffusers) overrides this; image k must equal a single call
+        with request k.
         """
-        return [getattr(self, TASK_METHODS[r.task])(r, control=control) for r in requests]
+        parent = control if control is not None else GenerationControl()
+        out = []
+        for index, request in enumerate(requests):
+            child = _ImageProgress(parent, index, len(requests))
+            unregister = parent.on_cancel(child.cancel)
+            try:
+                out.append(getattr(self, TASK_METHODS[request.task])(request, control=child))
+            finally:
+                unregister()
+            parent.check()
+        return out
 
     def _unsupported(self, task: str) -> CapabilityNotSupportedError:
         return CapabilityNotSupportedError(f"{type(self).__name__} cannot run {task}")
+
+
+class _ImageProgress(GenerationControl):
+    """Image ``index`` of ``count``: its steps reported as a share of the whole batch."""
+
+    def __init__(self, parent: GenerationControl, index: int, count: int) -> None:
+        super().__init__()
+        self.parent, self.index, self.count = parent, index, count
+
+    def report(self, step: int, total: int | None, message: str = "") -> None:
+        super().report(step, total, message)
+        text = f"image {self.index + 1}/{self.count}: step {step}" + (f"/{total}" if total else "")
+        if total:
+            self.parent.report(self.index * total + step, self.count * total, text)
+        else:
+            self.parent.report(step, None, text)

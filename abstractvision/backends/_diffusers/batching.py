@@ -46,7 +46,7 @@ class BatchControl(GenerationControl):
 
     def __init__(self, controls: Sequence[GenerationControl]) -> None:
         super().__init__()
-        self.controls = list(controls)
+        self.controls = list({id(c): c for c in controls}.values())  # one report per caller
 
     @property
     def cancelled(self) -> bool:

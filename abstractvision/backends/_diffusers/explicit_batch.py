@@ -73,7 +73,9 @@ def run_batch(backend: Any, requests: Sequence[Any], control: GenerationControl 
     method = {"text_to_image": backend.generate_image}
     run = method.get(requests[0].task.value) if requests else None
     if run is None or len(requests) == 1 or backend.config.exact_batches:
-        return [getattr(backend, _method(r))(r, control=control) for r in requests]
+        from ..base_backend import VisionBackend
+
+        return VisionBackend.run_batch(backend, requests, control=control)  # one call per image
     size = max(backend.config.max_batch_size, DEFAULT_CHUNK)
     out: list[Any] = []
     for start in range(0, len(requests), size):
@@ -95,9 +97,3 @@ def _one_call(run: Any, chunk: list[Any], control: GenerationControl) -> list[An
     finally:
         _CURRENT.reset(token)
     return batch.assets
-
-
-def _method(request: Any) -> str:
-    from ..base_backend import TASK_METHODS
-
-    return TASK_METHODS[request.task]

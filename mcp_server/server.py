@@ -142,6 +142,9 @@ def create_server(config: ServerConfig, *, engine: Engine | None = None) -> Serv
         on_read_resource=read_resource,
         on_completion=completions.handler(state),
     )
+    # 2026-07-28 HTTP checks a tools/call's Mcp-Param headers against the tool's schema: from
+    # the cache, not by running tools/list on every call (that cost ~8 ms a call)
+    server.get_tool_input_schema = lambda name: tools.input_schema(state, name)
     server.add_request_handler("logging/setLevel", SetLevelRequestParams, levels.set_level)
     tasks.install(server, state, listing.bus)  # also serves subscriptions/listen
     server.abstractvision_state = state  # type: ignore[attr-defined]

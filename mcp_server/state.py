@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .config import ServerConfig
 from .engine import Engine
@@ -16,6 +17,7 @@ class ServerState:
     engine: Engine
     jobs: JobManager
     inputs: ImageInputs
+    tool_cache: tuple[Any, list[Any]] | None = None  # (capabilities it was built for, tools)
 
     @classmethod
     def create(cls, config: ServerConfig, engine: Engine | None = None) -> ServerState:

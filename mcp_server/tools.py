@@ -64,9 +64,27 @@ def tool(name: str, title: str, description: str, **kwargs: Any) -> Callable[[Ha
 
 
 def list_tools(state: ServerState) -> list[Tool]:
-    """The tools to advertise: task tools the backend can run (all with --all-tools)."""
-    supported = set(state.engine.supported_tasks(advertised=True))
+    """The tools to advertise: task tools the backend can run (all with --all-tools).
+
+    Built once per capabilities object (the guess, then the probed one) and reused: schema
+    generation costs milliseconds, and a 2026-07-28 HTTP tools/call looks its schema up too.
+    """
     caps = state.engine.advertised()
+    cached = state.tool_cache
+    if cached is not None and cached[0] is (caps if state.engine.probed else None):
+        return list(cached[1])
+    built = _build_tools(state, caps)
+    state.tool_cache = (caps if state.engine.probed else None, built)
+    return list(built)
+
+
+def input_schema(state: ServerState, name: str) -> dict[str, Any] | None:
+    """A listed tool's input schema (the SDK's ``get_tool_input_schema``), from the cache."""
+    return next((t.input_schema for t in list_tools(state) if t.name == name), None)
+
+
+def _build_tools(state: ServerState, caps: Any) -> list[Tool]:
+    supported = set(state.engine.supported_tasks(advertised=True))
     out = []
     for spec in TOOLS.values():
         if spec.task is not None:

@@ -108,6 +108,34 @@ def test_controlnet_option_over_a_plain_model(
     assert led.data == saved.data != plain.data
 
 
+def test_qwen_image_controlnet(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Qwen-Image + a QwenImageControlNetModel (the controlnet option): control changes the
+    output, deterministically; no control image runs the plain QwenImagePipeline."""
+    try:
+        from tiny_families import build_family
+    except ImportError as exc:
+        pytest.skip(f"tiny Qwen-Image parts unavailable: {exc}")
+    from tiny_control import build_tiny_qwen_controlnet
+
+    from abstractvision.backends import HuggingFaceDiffusersVisionBackend
+
+    root = tmp_path_factory.mktemp("qwen-control")
+    model, controlnet = build_family("qwen-image", root / "q"), build_tiny_qwen_controlnet(root / "c")
+    vm = VisionManager(
+        HuggingFaceDiffusersVisionBackend(
+            model_id=str(model), device="cpu", controlnet=str(controlnet)
+        )
+    )
+    args: dict[str, Any] = {"seed": 1, "steps": 2, "width": 64, "height": 64}
+    plain = vm.generate_image("a house", **args)
+    one = vm.generate_image("a house", control_image=square(), **args)
+    again = vm.generate_image("a house", control_image=square(), control_strength=1.0, **args)
+    other = vm.generate_image("a house", control_image=circle(), **args)
+    assert plain.metadata["pipeline"] == "QwenImagePipeline"
+    assert one.metadata["pipeline"] == "QwenImageControlNetPipeline"
+    assert one.data == again.data and len({plain.data, one.data, other.data}) == 3
+
+
 def test_flux_control_channels_follow_the_control_image(control_models: dict[str, Path]) -> None:
     vm = _vm(control_models["flux"])
     assert vm.capabilities().supports_control_image

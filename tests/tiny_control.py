@@ -12,7 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_tiny_controlnet", "build_tiny_flux_control", "build_tiny_sd_controlnet"]
+__all__ = [
+    "build_tiny_controlnet",
+    "build_tiny_flux_control",
+    "build_tiny_qwen_controlnet",
+    "build_tiny_sd_controlnet",
+]
 
 
 def _controlnet() -> Any:
@@ -67,4 +72,28 @@ def build_tiny_flux_control(path: Path) -> Path:
 
     pipe = FluxControlPipeline(**_flux(in_channels=8, out_channels=4)())
     pipe.save_pretrained(path)
+    return path
+
+
+def build_tiny_qwen_controlnet(path: Path) -> Path:
+    """A QwenImageControlNetModel matching the tiny Qwen-Image transformer (tests/tiny_families),
+    its output projections given random weights (a fresh ControlNet starts as a no-op)."""
+    import torch
+    from diffusers import QwenImageControlNetModel
+
+    torch.manual_seed(6)
+    model = QwenImageControlNetModel(
+        patch_size=2,
+        in_channels=16,
+        out_channels=4,
+        num_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        axes_dims_rope=(8, 4, 4),
+    )
+    with torch.no_grad():
+        for module in [*model.controlnet_blocks, model.controlnet_x_embedder]:
+            module.weight.normal_(0, 0.5)
+    model.save_pretrained(path)
     return path

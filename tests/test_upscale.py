@@ -197,6 +197,22 @@ async def test_mcp_tool_upscales(kind: str, backends: Any, tmp_path: Path) -> No
         assert bad.is_error and "scale" in bad.content[0].text
 
 
+async def _mcp_upscale(backend: Any, tmp_path: Path) -> None:
+    from mcp import Client
+
+    from mcp_server.config import load_config
+    from mcp_server.engine import Engine
+    from mcp_server.server import create_server
+
+    cfg = load_config(["--store", str(tmp_path / "mcp-store"), "--preview", "none"], environ={})
+    engine = Engine(cfg, backend=backend)
+    async with Client(create_server(cfg, engine=engine)) as client:
+        image = "data:image/png;base64," + base64.b64encode(png()).decode()
+        result = await client.call_tool("image_upscale", {"image": image, "steps": 1, "seed": 1})
+        assert not result.is_error, result.content
+        assert size_of(engine.store.load_bytes(result.structured_content["$artifact"])) == (256, 256)
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
@@ -268,6 +284,10 @@ def test_openai_route_and_openai_backend(backends: Any, tmp_path: Path) -> None:
         assert asset.metadata["endpoint"] == "/images/upscale"
         plain = OpenAICompatibleVisionBackend(base_url=url + "/v1", api_key=TOKEN)
         assert not plain.get_capabilities().supports("image_upscale")  # opt-in: OpenAI has none
+
+        import anyio
+
+        anyio.run(_mcp_upscale, remote, tmp_path)  # MCP server -> this remote backend -> serve
 
         (tmp_path / "in.png").write_bytes(png())
         options = [f"base_url={url}/v1", f"api_key={TOKEN}", 'tasks=["image_upscale"]']

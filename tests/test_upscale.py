@@ -97,6 +97,21 @@ def test_each_engine_upscales_64_to_256(kind: str, backends: Any, tmp_path: Path
         assert again["sha256"] == ref["sha256"]
 
 
+def test_latent_x2_upscaler_reaches_x4_in_two_passes(tmp_path_factory: Any) -> None:
+    """StableDiffusionLatentUpscalePipeline (x2, text-guided): native x2, and 64 -> 256 as two
+    passes."""
+    from tiny_upscalers import build_tiny_latent_upscaler
+
+    from abstractvision.backends import HuggingFaceDiffusersVisionBackend
+
+    path = build_tiny_latent_upscaler(tmp_path_factory.mktemp("latent-x2") / "m")
+    vm = VisionManager(HuggingFaceDiffusersVisionBackend(model_id=str(path), device="cpu"))
+    two = vm.upscale_image(png(), steps=1, seed=1, prompt="sharp")
+    assert size_of(two.data) == (128, 128) and two.metadata["native_scale"] == 2
+    four = vm.upscale_image(png(), scale=4, steps=1, seed=1)
+    assert size_of(four.data) == (256, 256) and four.metadata["passes"] == 2
+
+
 def test_other_factors_run_passes_and_resize(backends: Any) -> None:
     vm = VisionManager(backends("ldm"))
     half = vm.upscale_image(png((32, 32)), scale=2, steps=1, seed=1)  # x4 model, resized down

@@ -3,6 +3,7 @@
 - ``build_tiny_sd_upscaler``: StableDiffusionUpscalePipeline (x4; 7-channel UNet over latents +
   the low-res image, noise-level class embedding, a 3-block VAE = factor 4).
 - ``build_tiny_ldm_sr``: LDMSuperResolutionPipeline (x4; 6-channel UNet2DModel, 3-block VQModel).
+- ``build_tiny_latent_upscaler``: StableDiffusionLatentUpscalePipeline (x2 in latent space).
 - ``write_tiny_esrgan``: an RRDBNet (ESRGAN x4) safetensors file stable-diffusion.cpp loads as
   its upscaler: one RRDB block (sd.cpp detects the block count and, from conv_up1/conv_up2, the
   factor; it fixes 64 features and 32 growth channels, so those stay real size).
@@ -14,7 +15,13 @@ from pathlib import Path
 
 from tiny_models import TOKENIZER_VOCAB_SIZE, tiny_clip_tokenizer
 
-__all__ = ["build_tiny_ldm_sr", "build_tiny_sd_upscaler", "esrgan_spec", "write_tiny_esrgan"]
+__all__ = [
+    "build_tiny_latent_upscaler",
+    "build_tiny_ldm_sr",
+    "build_tiny_sd_upscaler",
+    "esrgan_spec",
+    "write_tiny_esrgan",
+]
 
 
 def build_tiny_sd_upscaler(path: Path) -> Path:
@@ -136,3 +143,68 @@ def write_tiny_esrgan(path: Path) -> Path:
     from sdcpp_models import write_safetensors
 
     return write_safetensors(esrgan_spec(), path, seed=3)
+
+
+def build_tiny_latent_upscaler(path: Path) -> Path:
+    """StableDiffusionLatentUpscalePipeline (x2 in latent space; K-diffusion UNet blocks)."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionLatentUpscalePipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        act_fn="gelu",
+        attention_head_dim=8,
+        norm_num_groups=None,
+        block_out_channels=[32, 32, 64, 64],  # K blocks norm in groups of 32 channels
+        time_cond_proj_dim=160,
+        conv_in_kernel=1,
+        conv_out_kernel=1,
+        cross_attention_dim=32,
+        down_block_types=("KDownBlock2D", *("KCrossAttnDownBlock2D",) * 3),
+        in_channels=8,
+        mid_block_type=None,
+        only_cross_attention=False,
+        out_channels=5,
+        resnet_time_scale_shift="scale_shift",
+        time_embedding_type="fourier",
+        timestep_post_act="gelu",
+        up_block_types=(*("KCrossAttnUpBlock2D",) * 3, "KUpBlock2D"),
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[8, 8, 8, 8],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        latent_channels=4,
+        norm_num_groups=2,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=TOKENIZER_VOCAB_SIZE,
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            projection_dim=32,
+        )
+    )
+    pipe = StableDiffusionLatentUpscalePipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tiny_clip_tokenizer(),
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(prediction_type="sample"),
+    )
+    pipe.save_pretrained(path)
+    return path

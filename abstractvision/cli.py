@@ -113,6 +113,10 @@ def _show_model(args: argparse.Namespace) -> int:
         print(
             f"  multi_view: LoRA {model.multi_view.lora}; angles {', '.join(model.multi_view.angles)}"
         )
+    if model.controls:  # control_image: built in, or with --backend-option controlnet=REPO
+        ways = [f"{c.type} ({f'controlnet={c.controlnet}' if c.controlnet else 'built in'})"
+                for c in model.controls]  # fmt: skip
+        print(f"  controls: {'; '.join(ways)}")
     return 0
 
 

@@ -194,6 +194,31 @@ async def test_mcp_passes_the_control_image(
         assert result.structured_content["width"] == 64
 
 
+def test_sdcpp_control_net_option(tmp_path: Path) -> None:
+    """sd.cpp: control_net=FILE turns control on and reaches the bindings (control_image,
+    control_strength); a missing file is named before any worker starts. No engine run: a
+    ControlNet needs an SD 1.x model, whose sd.cpp architecture has no tiny form."""
+    from abstractvision.backends import StableDiffusionCppVisionBackend
+    from abstractvision.backends._sdcpp.config import StableDiffusionCppBackendConfig
+    from abstractvision.backends._sdcpp.extras import control_inputs
+    from abstractvision.errors import BackendError
+    from abstractvision.types import ImageGenerationRequest
+
+    model = tmp_path / "sd15.safetensors"
+    model.write_bytes(b"\0" * 16)
+    backend = StableDiffusionCppVisionBackend(model=str(model), control_net=str(tmp_path / "no.pth"))
+    assert backend.get_capabilities().supports_control_image
+    plain = StableDiffusionCppVisionBackend(model=str(model))
+    assert not plain.get_capabilities().supports_control_image
+    config = StableDiffusionCppBackendConfig(model=str(model), control_net="/m/cn.safetensors")
+    assert config.load_kwargs()["control_net_path"] == "/m/cn.safetensors"
+    request = ImageGenerationRequest(prompt="x", control_image=square(), control_strength=0.4)
+    args = control_inputs(request)
+    assert args["control_strength"] == 0.4 and args["control_image"].size == (64, 64)
+    with pytest.raises(BackendError, match="control_net="):
+        VisionManager(backend).generate_image("x", control_image=square())
+
+
 def test_the_registry_says_which_model_takes_which_control() -> None:
     from abstractvision import VisionModelCapabilitiesRegistry
     from abstractvision.backends._diffusers.control import registry_types

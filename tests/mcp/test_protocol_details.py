@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from conftest import FaultBackend, config, connect, text
 from mcp import Client
@@ -115,3 +116,23 @@ async def test_tools_list_fits_12_kb_with_every_tool(tmp_path: Path) -> None:
             for name, prop in (tool.input_schema.get("properties") or {}).items():
                 if prop.get("type") == "integer" and name != "wait_s":
                     assert "maximum" in prop, (tool.name, name)
+
+
+async def test_get_job_does_not_replay_past_progress(tmp_path: Path) -> None:
+    async with connect(config(tmp_path), FaultBackend(0.02)) as client:
+        started = await client.call_tool("text_to_image", {"prompt": "x", "steps": 30, "wait_s": 0})
+        job_id = started.structured_content["job_id"]
+        for _ in range(200):
+            jobs = (await client.call_tool("list_jobs", {})).structured_content["jobs"]
+            if jobs[0]["progress"]["step"] >= 10:
+                break
+            await anyio.sleep(0.02)
+        steps: list[float] = []
+
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            steps.append(done)
+
+        await client.call_tool(
+            "get_job", {"job_id": job_id, "wait_s": 0}, progress_callback=progress
+        )
+    assert steps and steps[0] >= 10  # where the job is, not its history from step 1

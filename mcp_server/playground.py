@@ -44,6 +44,7 @@ from abstractvision.errors import ArtifactNotFoundError
 
 from . import tools
 from .jobs import Job
+from .owners import Caller, bearer_token, principal
 from .state import ServerState
 
 __all__ = ["API_PREFIX", "STATIC_PREFIX", "PlaygroundPages", "api_app", "item_of"]
@@ -186,6 +187,12 @@ def _sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
 
 
+def _owner(request: Request) -> str | None:
+    """The token's principal (owners.py); None without a token (a loopback page sees all)."""
+    token = bearer_token(request.headers.get("authorization"))
+    return principal(token) if token else None
+
+
 def api_app(state: ServerState) -> Starlette:
     """The playground's API (mount it at ``/playground/api`` behind auth and the guard)."""
     feed = ArtifactFeed()
@@ -233,7 +240,8 @@ def api_app(state: ServerState) -> Starlette:
         params = {k: v for k, v in dict(body.get("params") or {}).items() if k != "wait_s"}
         # The tool itself: resolves image inputs, validates against the request type, submits to
         # the job manager; wait_s=0 hands back the job at once.
-        result = await tools.call(state, spec.name, {**params, "wait_s": 0}, _no_progress)
+        caller = Caller(owner=_owner(request))  # the page's jobs belong to its token, like MCP's
+        result = await tools.call(state, spec.name, {**params, "wait_s": 0}, _no_progress, caller)
         structured = result.structured_content or {}
         if result.is_error or not structured.get("job_id"):
             text = " ".join(getattr(c, "text", "") for c in result.content).strip()
@@ -242,7 +250,7 @@ def api_app(state: ServerState) -> Starlette:
         return JSONResponse({"job_id": structured["job_id"], "status": structured.get("status")})
 
     def job_or_404(request: Request) -> Job | Response:
-        job = state.jobs.get(request.path_params["job_id"])
+        job = state.jobs.get(request.path_params["job_id"], _owner(request))
         return job if job is not None else _error(404, "no such job (finished jobs expire)")
 
     async def job_events(request: Request) -> Response:

@@ -40,6 +40,14 @@ def _build_once(root: Path, name: str, builder: Callable[[Path], Path]) -> Path:
 
 
 @pytest.fixture(scope="session")
+def build_model_once(tiny_models_root: Path) -> Callable[[str, Callable[[Path], Path]], Path]:
+    """``build_model_once(name, builder)``: a tiny model folder, built on first use this session.
+    (A fixture, not an import: ``from conftest import`` resolves to tests/mcp/conftest.py in a
+    full run.)"""
+    return lambda name, builder: _build_once(tiny_models_root, name, builder)
+
+
+@pytest.fixture(scope="session")
 def tiny_sd_dir(tiny_models_root: Path) -> Path:
     """Stable Diffusion (64x64 native, 4-channel UNet): text->image, image->image, inpaint."""
     from tiny_models import build_tiny_sd

@@ -54,15 +54,13 @@ def _frames(data: bytes) -> tuple[tuple[int, int], int]:
 
 
 @pytest.fixture(scope="session")
-def family_dir(tiny_models_root: Path) -> Callable[[str], Path]:
+def family_dir(build_model_once: Callable[..., Path]) -> Callable[[str], Path]:
     """``family_dir(name)``: the family's model folder, built on first use in this session."""
-    from conftest import _build_once
 
     def get(name: str) -> Path:
         for module in FAMILIES[name].requires:
             pytest.importorskip(module, reason=f"the {name} family needs {module}")
-        return _build_once(
-            tiny_models_root,
+        return build_model_once(
             f"family-{name}",
             lambda path: tiny_families.build_family(name, path),
         )

@@ -91,6 +91,8 @@ def invalid(spec: dict[str, Any]) -> st.SearchStrategy[Any]:
     """Values the schema refuses: wrong type, out of range, too long, not in the enum."""
     options: list[st.SearchStrategy[Any]] = [st.just([1, 2]), st.just({"x": 1})]
     kind = spec.get("type")
+    if kind == "array" and spec.get("items", {}).get("type") in ("integer", "number"):
+        options = [st.just(["1", "2"]), st.just({"x": 1})]  # [1, 2] is a valid list of numbers
     if "anyOf" in spec:
         return st.one_of(
             st.integers(), st.just({"$artifact": "../../etc/passwd"}), st.just(""),

@@ -104,3 +104,183 @@ def _tensors(
             yield name, _q4_blocks(shape, noise)
         else:
             yield name, _float_tensor(name, shape, rng)
+
+
+# --- specs as code: one function per building block, one per family -----------------------------
+#
+# Each returns ``{"tensor name": [torch-order shape]}`` in the layout sd.cpp loads (BFL / LDM names,
+# the same as the published single-file checkpoints). Sizes sd.cpp infers from the file are small
+# here; sizes it hard-codes are the real ones (see the source lines quoted in the test module).
+
+Spec = dict[str, list[int]]
+
+
+def _linear(name: str, out: int, inp: int, *, bias: bool = True) -> Spec:
+    spec = {f"{name}.weight": [out, inp]}
+    if bias:
+        spec[f"{name}.bias"] = [out]
+    return spec
+
+
+def _conv(name: str, out: int, inp: int, k: int = 3) -> Spec:
+    return {f"{name}.weight": [out, inp, k, k], f"{name}.bias": [out]}
+
+
+def _norm(name: str, dim: int) -> Spec:
+    return {f"{name}.weight": [dim], f"{name}.bias": [dim]}
+
+
+def clip_text_spec(prefix: str, *, hidden: int = 768, layers: int = 12, mlp: int = 3072) -> Spec:
+    """An OpenAI CLIP text transformer (HF names): CLIP-L/14 by default, as sd.cpp builds it
+    (clip.hpp: ``hidden_size = 768``, ``n_layer = 12``, ``vocab_size = 49408``, fixed)."""
+    p = f"{prefix}.text_model"
+    spec: Spec = {
+        f"{p}.embeddings.token_embedding.weight": [49408, hidden],
+        f"{p}.embeddings.position_embedding.weight": [77, hidden],
+        **_norm(f"{p}.final_layer_norm", hidden),
+    }
+    for i in range(layers):
+        layer = f"{p}.encoder.layers.{i}"
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            spec |= _linear(f"{layer}.self_attn.{proj}", hidden, hidden)
+        spec |= _norm(f"{layer}.layer_norm1", hidden) | _norm(f"{layer}.layer_norm2", hidden)
+        spec |= _linear(f"{layer}.mlp.fc1", mlp, hidden) | _linear(f"{layer}.mlp.fc2", hidden, mlp)
+    return spec
+
+
+def _vae_resblock(name: str, inp: int, out: int) -> Spec:
+    spec = _norm(f"{name}.norm1", inp) | _conv(f"{name}.conv1", out, inp)
+    spec |= _norm(f"{name}.norm2", out) | _conv(f"{name}.conv2", out, out)
+    if inp != out:
+        spec |= _conv(f"{name}.nin_shortcut", out, inp, 1)
+    return spec
+
+
+def _vae_mid(name: str, ch: int) -> Spec:
+    spec = _vae_resblock(f"{name}.block_1", ch, ch) | _vae_resblock(f"{name}.block_2", ch, ch)
+    spec |= _norm(f"{name}.attn_1.norm", ch)
+    for proj in ("q", "k", "v", "proj_out"):
+        spec |= _conv(f"{name}.attn_1.{proj}", ch, ch, 1)
+    return spec
+
+
+def kl_vae_spec(
+    prefix: str = "first_stage_model",
+    *,
+    z: int,
+    decoder_ch: int = 32,
+    encoder: bool = True,
+    quant: bool = False,
+) -> Spec:
+    """The LDM KL autoencoder (ch_mult 1,2,4,4, two res blocks). sd.cpp infers the decoder's
+    width from ``decoder.conv_in`` (auto_encoder_kl.hpp ``detect_decoder_ch``) but builds the
+    encoder at ``ch = 128`` always, so only the decoder is small here."""
+    mult = (1, 2, 4, 4)
+    spec: Spec = {}
+    ch = decoder_ch
+    d = f"{prefix}.decoder"
+    block_in = ch * mult[-1]
+    spec |= _conv(f"{d}.conv_in", block_in, z) | _vae_mid(f"{d}.mid", block_in)
+    for i in reversed(range(len(mult))):
+        out = ch * mult[i]
+        for j in range(3):
+            spec |= _vae_resblock(f"{d}.up.{i}.block.{j}", block_in, out)
+            block_in = out
+        if i != 0:
+            spec |= _conv(f"{d}.up.{i}.upsample.conv", block_in, block_in)
+    spec |= _norm(f"{d}.norm_out", ch) | _conv(f"{d}.conv_out", 3, ch)
+    if quant:
+        spec |= _conv(f"{prefix}.post_quant_conv", z, z, 1)
+    if encoder:
+        ch, e = 128, f"{prefix}.encoder"
+        spec |= _conv(f"{e}.conv_in", ch, 3)
+        block_in = ch
+        for i, m in enumerate(mult):
+            for j in range(2):
+                spec |= _vae_resblock(f"{e}.down.{i}.block.{j}", block_in, ch * m)
+                block_in = ch * m
+            if i != len(mult) - 1:
+                spec |= _conv(f"{e}.down.{i}.downsample.conv", block_in, block_in)
+        spec |= _vae_mid(f"{e}.mid", block_in) | _norm(f"{e}.norm_out", block_in)
+        spec |= _conv(f"{e}.conv_out", 2 * z, block_in)
+        if quant:
+            spec |= _conv(f"{prefix}.quant_conv", 2 * z, 2 * z, 1)
+    return spec
+
+
+def flux1_dit_spec(*, hidden: int = 128, depth: int = 1, single: int = 1) -> Spec:
+    """FLUX.1 [schnell]-type DiT (no guidance_in). flux.hpp infers depth, single depth, hidden
+    size (``txt_in``) and head size (``key_norm``); the RoPE axes (16, 56, 56) fix the head at 128."""
+    p, head, mlp = "model.diffusion_model", 128, 4 * hidden
+    spec: Spec = _linear(f"{p}.img_in", hidden, 64) | _linear(f"{p}.txt_in", hidden, 4096)
+    for emb, inp in (("time_in", 256), ("vector_in", 768)):
+        spec |= _linear(f"{p}.{emb}.in_layer", hidden, inp)
+        spec |= _linear(f"{p}.{emb}.out_layer", hidden, hidden)
+    for i in range(depth):
+        for s in ("img", "txt"):
+            b = f"{p}.double_blocks.{i}.{s}"
+            spec |= _linear(f"{b}_mod.lin", 6 * hidden, hidden)
+            spec |= _linear(f"{b}_attn.qkv", 3 * hidden, hidden)
+            spec |= _linear(f"{b}_attn.proj", hidden, hidden)
+            spec[f"{b}_attn.norm.query_norm.scale"] = [head]
+            spec[f"{b}_attn.norm.key_norm.scale"] = [head]
+            spec |= _linear(f"{b}_mlp.0", mlp, hidden) | _linear(f"{b}_mlp.2", hidden, mlp)
+    for i in range(single):
+        b = f"{p}.single_blocks.{i}"
+        spec |= _linear(f"{b}.linear1", 3 * hidden + mlp, hidden)
+        spec |= _linear(f"{b}.linear2", hidden, hidden + mlp)
+        spec |= _linear(f"{b}.modulation.lin", 3 * hidden, hidden)
+        spec[f"{b}.norm.query_norm.scale"] = [head]
+        spec[f"{b}.norm.key_norm.scale"] = [head]
+    spec |= _linear(f"{p}.final_layer.linear", 64, hidden)
+    spec |= _linear(f"{p}.final_layer.adaLN_modulation.1", 2 * hidden, hidden)
+    return spec
+
+
+def flux1_spec() -> Spec:
+    """FLUX.1: tiny DiT, CLIP-L (the pooled vector; no T5: sd.cpp feeds zeros, conditioner.hpp
+    FluxCLIPEmbedder), a narrow 16-channel VAE decoder and the fixed-size encoder."""
+    return (
+        flux1_dit_spec()
+        | clip_text_spec("text_encoders.clip_l.transformer")
+        | kl_vae_spec(z=16)
+    )
+
+
+_Q8_BYTES = 34  # Q8_0 block: 2 bytes f16 scale + 32 int8 values
+
+
+def write_gguf_q8(spec: Spec, path: Path, *, seed: int = 0) -> Path:
+    """A ``.gguf`` whose 2-D weights are Q8_0 blocks (random int8, one f16 scale per block);
+    every other tensor as :func:`write_safetensors` writes it. Streamed tensor by tensor."""
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    names = sorted(spec)
+    writer = gguf.GGUFWriter(path, arch="sdcpp")
+    for name in names:
+        shape = spec[name]
+        if _is_q4(name, shape):  # same rule: a 2-D weight whose rows split into 32-blocks
+            byte_shape = [shape[0], shape[1] // _Q4_BLOCK * _Q8_BYTES]
+            writer.add_tensor_info(
+                name, byte_shape, np.dtype(np.uint8), math.prod(byte_shape),
+                gguf.GGMLQuantizationType.Q8_0,
+            )  # fmt: skip
+        else:
+            dtype = np.dtype(np.float32 if len(shape) == 1 else np.float16)
+            writer.add_tensor_info(name, shape, dtype, math.prod(shape) * dtype.itemsize)
+    writer.write_header_to_file(path)
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for name in names:
+        shape = spec[name]
+        if _is_q4(name, shape):
+            rows, cols = shape
+            blocks = rng.integers(-127, 128, size=(rows * cols // _Q4_BLOCK, _Q8_BYTES), dtype=np.int8)
+            scale = np.frombuffer(np.float16(1.7 / (127 * math.sqrt(cols))).tobytes(), np.int8)
+            blocks[:, 0:2] = scale
+            writer.write_tensor_data(blocks.view(np.uint8).reshape(rows, -1))
+        else:
+            writer.write_tensor_data(_float_tensor(name, shape, rng))
+    writer.close()
+    return path

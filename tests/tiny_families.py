@@ -19,7 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tiny_models import _byte_symbols, _sd_parts, tiny_clip_tokenizer
+from tiny_models import (
+    _sd_parts,
+    byte_vocab,
+    clip_text,
+    clip_vision,
+    flow,
+    kl_vae,
+    save,
+    t5_encoder,
+    t5_tokenizer,
+    tiny_clip_tokenizer,
+)
+from tiny_models import seed as _seed
 
 __all__ = ["FAMILIES", "Family", "build_family"]
 
@@ -51,34 +63,14 @@ class Family:
     broken: str | None = None  # why the installed Diffusers cannot run it (an xfail, strict)
 
 
-def _seed(seed: int = 0) -> None:
-    import torch
-
-    torch.manual_seed(seed)
-
-
-# --- tokenizers, all built here ---------------------------------------------------------------
-
-_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'-:;()\"/"
-
-
-def t5_tokenizer() -> Any:
-    """A T5 unigram tokenizer over single characters (pad 0, eos 1, unk 2)."""
-    from transformers import T5Tokenizer
-
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -1.0)]
-    vocab += [(c, -2.0) for c in _CHARS] + [("▁" + c, -1.5) for c in _CHARS]
-    return T5Tokenizer(vocab=vocab, extra_ids=0)
-
-
-T5_VOCAB = 4 + 2 * len(_CHARS)
+# --- tokenizers, all built here (CLIP and T5 ones: tiny_models) --------------------------------
 
 
 def qwen_tokenizer() -> Any:
     """A Qwen2 byte-level BPE tokenizer without merges, with the chat and vision specials."""
     from transformers import Qwen2Tokenizer
 
-    vocab = {s: i for i, s in enumerate(_byte_symbols())}
+    vocab = byte_vocab()
     vocab["<|endoftext|>"] = len(vocab)
     tok = Qwen2Tokenizer(vocab=vocab, merges=[])
     tok.add_special_tokens({"additional_special_tokens": list(QWEN_SPECIALS)})
@@ -101,54 +93,11 @@ def llama_tokenizer(*, bos: bool = False) -> Any:
     """A Llama byte-level tokenizer (bos 0, eos 1, unk 2) over the 256 byte symbols."""
     from transformers import LlamaTokenizer
 
-    vocab = {"<s>": 0, "</s>": 1, "<unk>": 2}
-    for s in _byte_symbols():
-        vocab.setdefault(s, len(vocab))
+    vocab = byte_vocab("<s>", "</s>", "<unk>")
     return LlamaTokenizer(vocab=vocab, merges=[], pad_token="</s>", add_bos_token=bos)
 
 
-# --- text encoders ----------------------------------------------------------------------------
-
-
-def clip_text(hidden: int = 32, *, projection: bool = False, seed: int = 0) -> Any:
-    from tiny_models import TOKENIZER_VOCAB_SIZE
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    _seed(seed)
-    config = CLIPTextConfig(
-        vocab_size=TOKENIZER_VOCAB_SIZE,
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=77,
-        projection_dim=hidden,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-    )
-    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config)
-
-
-def t5_encoder(d_model: int = 32, *, umt5: bool = False) -> Any:
-    from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
-
-    _seed(0)
-    kwargs = dict(
-        vocab_size=T5_VOCAB,
-        d_model=d_model,
-        d_kv=8,
-        d_ff=2 * d_model,
-        num_layers=2,
-        num_heads=2,
-        relative_attention_num_buckets=8,
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-    )
-    if umt5:
-        return UMT5EncoderModel(UMT5Config(**kwargs)).eval()
-    return T5EncoderModel(T5Config(**kwargs)).eval()
+# --- text encoders (CLIP and T5 ones: tiny_models) ---------------------------------------------
 
 
 def qwen3_model(hidden: int = 16, *, causal_lm: bool = False, layers: int = 2) -> Any:
@@ -203,49 +152,24 @@ def qwen25_vl() -> Any:
     return Qwen2_5_VLForConditionalGeneration(config).eval()
 
 
+def _qwen_image_processor() -> Any:
+    from transformers import Qwen2VLImageProcessor
+
+    return Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=56 * 56 * 4)
+
+
 def qwen_processor_parts(path: Path) -> Path:
     """A Qwen2-VL processor folder (image processor config + tokenizer), written part by part:
     building the processor object itself needs torchvision in transformers 5."""
-    from transformers import Qwen2VLImageProcessor
-
-    Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=56 * 56 * 4).save_pretrained(path)
+    _qwen_image_processor().save_pretrained(path)
     qwen_tokenizer().save_pretrained(path)
     return path
 
 
 def qwen_processor() -> Any:
-    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor
+    from transformers import Qwen2VLProcessor
 
-    image_processor = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=56 * 56 * 4)
-    return Qwen2VLProcessor(image_processor=image_processor, tokenizer=qwen_tokenizer())
-
-
-# --- VAEs and schedulers ----------------------------------------------------------------------
-
-
-def kl_vae(latent: int, blocks: int = 4, channels: int = 8, **kw: Any) -> Any:
-    """AutoencoderKL with spatial factor 2**(blocks-1)."""
-    from diffusers import AutoencoderKL
-
-    _seed(0)
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(channels,) * blocks,
-        down_block_types=("DownEncoderBlock2D",) * blocks,
-        up_block_types=("UpDecoderBlock2D",) * blocks,
-        layers_per_block=1,
-        latent_channels=latent,
-        norm_num_groups=min(channels, 2),
-        sample_size=64,
-        **kw,
-    )
-
-
-def flow() -> Any:
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
-    return FlowMatchEulerDiscreteScheduler()
+    return Qwen2VLProcessor(image_processor=_qwen_image_processor(), tokenizer=qwen_tokenizer())
 
 
 # --- families -------------------------------------------------------------------------------
@@ -611,19 +535,9 @@ def _wan(*, i2v: bool = False, experts: int = 1, ti2v: bool = False) -> Callable
 
 
 def _clip_vision(hidden: int, size: int) -> tuple[Any, Any]:
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+    from transformers import CLIPImageProcessor
 
-    _seed(0)
-    config = CLIPVisionConfig(
-        hidden_size=hidden,
-        projection_dim=hidden,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=size,
-        intermediate_size=16,
-        patch_size=8,
-    )
-    return CLIPVisionModelWithProjection(config), CLIPImageProcessor(crop_size=size, size=size)
+    return clip_vision(hidden, size), CLIPImageProcessor(crop_size=size, size=size)
 
 
 def _ltx() -> dict[str, Any]:
@@ -778,9 +692,7 @@ def gemma_tokenizer() -> Any:
     """A Gemma byte-level tokenizer (pad 0, eos 1, bos 2, unk 3) over the 256 byte symbols."""
     from transformers import GemmaTokenizer
 
-    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3}
-    for s in _byte_symbols():
-        vocab.setdefault(s, len(vocab))
+    vocab = byte_vocab("<pad>", "<eos>", "<bos>", "<unk>")
     return GemmaTokenizer(vocab=vocab, merges=[])
 
 
@@ -1314,11 +1226,5 @@ def build_family(name: str, path: Path) -> Path:
 
     family = FAMILIES[name]
     cls = getattr(diffusers, family.pipeline)
-    pipe = cls(**family.parts(), **family.config)
-    pipe.save_pretrained(path)
-    return path
+    return save(cls(**family.parts(), **family.config), path)
 
-
-def sd_parts() -> dict[str, Any]:
-    """The tiny SD 1.x parts (re-exported for families built on the SD UNet)."""
-    return _sd_parts()

@@ -597,6 +597,53 @@ def _duck_class() -> type:
     return DuckTypedBackend
 
 
+# 0.3.x backends could rewrite a request before it ran (e.g. fill in a model's defaults)
+_NORMALIZE_HOOKS = {
+    "text_to_image": "normalize_image_generation_request",
+    "image_to_image": "normalize_image_edit_request",
+    "text_to_video": "normalize_video_generation_request",
+    "image_to_video": "normalize_image_to_video_request",
+    "image_upscale": "normalize_image_upscale_request",
+}
+
+
+def normalized(backend: Any, request: Any) -> Any:
+    """``request`` after the backend's 0.3.x ``normalize_*_request`` hook, when it has one.
+
+    The hook must return a request of the same type; it is then validated like any other."""
+    hook = getattr(backend, _NORMALIZE_HOOKS.get(request.task.value, ""), None)
+    if not callable(hook):
+        return request
+    out = hook(request)
+    if not isinstance(out, type(request)):
+        name = _NORMALIZE_HOOKS[request.task.value]
+        raise InvalidRequestError(
+            name, type(out).__name__, f"must return a {type(request).__name__}"
+        )
+    return out
+
+
+def batch_seeds(count: int | None, seeds: Sequence[int] | None, seed: int | None) -> list[int]:
+    """The seed of each item of a 0.3.x video batch: ``seeds``, else ``count`` from ``seed`` on
+    (a random start when unset), as image batches do."""
+    from .backends._common import choose_seed
+    from .types import LIMITS
+
+    if seeds:
+        planned = [int(s) for s in seeds]
+        if count is not None and count != len(planned):
+            raise InvalidRequestError("count", count, f"must match len(seeds) ({len(planned)})")
+    else:
+        n = 1 if count is None else count
+        if not isinstance(n, int) or not 1 <= n <= LIMITS.max_batch:
+            raise InvalidRequestError("count", count, f"must be 1..{LIMITS.max_batch}")
+        start = choose_seed(seed)
+        planned = [(start + k) % (LIMITS.max_seed + 1) for k in range(n)]
+    if len(planned) > LIMITS.max_batch:
+        raise InvalidRequestError("seeds", len(planned), f"at most {LIMITS.max_batch} seeds")
+    return planned
+
+
 # --- runtime stores written for 0.3.x ------------------------------------------------------------
 
 

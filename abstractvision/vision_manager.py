@@ -152,6 +152,41 @@ class VisionManager:
         request = self._request(ImageToVideoRequest, image, "image", params)
         return self._run_single(request, control, on_progress)
 
+    def generate_video_batch(
+        self,
+        prompt: str,
+        *,
+        count: int | None = None,
+        seeds: Sequence[int] | None = None,
+        control: GenerationControl | None = None,
+        on_progress: ProgressCallback | None = None,
+        **params: Any,
+    ) -> list[Result]:
+        """Several videos of one prompt (0.3.x name): one per ``seeds`` entry, or ``count`` from
+        ``seed`` on, made one after another; nothing is stored unless every video succeeded."""
+        singles = [
+            self._request(VideoGenerationRequest, prompt, "prompt", {**params, "seed": s})
+            for s in compat.batch_seeds(count, seeds, params.get("seed"))
+        ]
+        return self._run_each(singles, control, on_progress)
+
+    def image_to_video_batch(
+        self,
+        image: bytes,
+        *,
+        count: int | None = None,
+        seeds: Sequence[int] | None = None,
+        control: GenerationControl | None = None,
+        on_progress: ProgressCallback | None = None,
+        **params: Any,
+    ) -> list[Result]:
+        """Several videos from one image (0.3.x name), as ``generate_video_batch``."""
+        singles = [
+            self._request(ImageToVideoRequest, image, "image", {**params, "seed": s})
+            for s in compat.batch_seeds(count, seeds, params.get("seed"))
+        ]
+        return self._run_each(singles, control, on_progress)
+
     def generate_angles(
         self,
         prompt: str | MultiAngleRequest,
@@ -320,6 +355,7 @@ class VisionManager:
         on_progress: ProgressCallback | None,
     ) -> Result:
         backend = self._backend()
+        request = compat.normalized(backend, request)  # a 0.3.x backend's normalize_*_request
         control = self._prepare(request, backend.get_capabilities(), control, on_progress)
         method = TASK_METHODS[request.task]
         asset: GeneratedAsset = getattr(backend, method)(request, control=control)
@@ -333,13 +369,31 @@ class VisionManager:
         on_progress: ProgressCallback | None,
     ) -> list[Result]:
         backend = self._backend()
-        singles = _split(request)
+        singles = [compat.normalized(backend, r) for r in _split(request)]
         control = self._prepare(request, backend.get_capabilities(), control, on_progress)
         assets = backend.run_batch(singles, control=control)
         control.check()  # cancelled while the engine finished: store nothing
         if len(assets) != len(singles):
             raise InvalidRequestError("count", len(singles), f"the backend made {len(assets)}")
         return [self._store(a, r) for a, r in zip(assets, singles, strict=True)]
+
+    def _run_each(
+        self,
+        requests: list[VisionRequest],
+        control: GenerationControl | None,
+        on_progress: ProgressCallback | None,
+    ) -> list[Result]:
+        """Requests run one after another with one control; stored only once all succeeded."""
+        backend = self._backend()
+        requests = [compat.normalized(backend, r) for r in requests]
+        caps = backend.get_capabilities()
+        for request in requests:
+            control = self._prepare(request, caps, control, on_progress)
+            on_progress = None  # given to the control above
+        assets = [getattr(backend, TASK_METHODS[r.task])(r, control=control) for r in requests]
+        assert control is not None
+        control.check()  # cancelled while the engine finished: store nothing
+        return [self._store(a, r) for a, r in zip(assets, requests, strict=True)]
 
     def _store(self, asset: GeneratedAsset, request: VisionRequest) -> Result:
         if self.store is None:

@@ -345,3 +345,59 @@ def test_vision_manager_takes_0_3_x_keywords() -> None:
     up, video = backend.seen
     assert up.scale == 2 and up.extra == {"softness": 0.25}
     assert video.extra == {"guidance_scale_2": 3.0, "loras": [{"source": "/l", "weight": 0.5}]}
+
+
+def test_0_3_x_normalize_hooks_and_video_batches(tmp_path: Path) -> None:
+    """A 0.3.x backend's normalize_*_request rewrites the request (then validated as usual);
+    generate_video_batch / image_to_video_batch make one video per seed, stored only when all ran."""
+    import dataclasses
+
+    from http_servers import png
+
+    from abstractvision.artifacts import LocalAssetStore
+
+    class Old(VisionBackend):
+        def __init__(self) -> None:
+            self.seen: list[object] = []
+
+        def normalize_image_generation_request(self, request):  # type: ignore[no-untyped-def]
+            return dataclasses.replace(request, steps=2, negative_prompt=None)
+
+        def normalize_video_generation_request(self, request):  # type: ignore[no-untyped-def]
+            return dataclasses.replace(request, num_frames=9)
+
+        def generate_image(self, request):  # type: ignore[no-untyped-def]
+            self.seen.append(request)
+            return GeneratedAsset("image", png(), "image/png")
+
+        def generate_video(self, request):  # type: ignore[no-untyped-def]
+            self.seen.append(request)
+            if request.seed == 13:
+                raise RuntimeError("engine failed")
+            return GeneratedAsset("video", b"\x00\x00\x00\x18ftypmp42", "video/mp4")
+
+        def image_to_video(self, request):  # type: ignore[no-untyped-def]
+            self.seen.append(request)
+            return GeneratedAsset("video", b"\x00\x00\x00\x18ftypmp42", "video/mp4")
+
+    backend = Old()
+    vm = VisionManager(backend=backend)
+    vm.generate_image("cat", steps=30, negative_prompt="blur")
+    assert (backend.seen[0].steps, backend.seen[0].negative_prompt) == (2, None)
+    backend.seen.clear()
+    assert len(vm.generate_video_batch("waves", seeds=[11, 12])) == 2
+    assert [(r.seed, r.num_frames) for r in backend.seen] == [(11, 9), (12, 9)]
+    backend.seen.clear()
+    assert len(vm.image_to_video_batch(png(), count=3, seed=5, prompt="move")) == 3
+    assert [r.seed for r in backend.seen] == [5, 6, 7]
+    with pytest.raises(InvalidRequestError) as info:
+        vm.generate_video_batch("waves", count=0)
+    assert info.value.field == "count"
+    with pytest.raises(InvalidRequestError):
+        vm.generate_video_batch("waves", count=3, seeds=[1, 2])
+
+    store = LocalAssetStore(tmp_path)
+    stored = VisionManager(backend=backend, store=store)
+    with pytest.raises(RuntimeError, match="engine failed"):
+        stored.generate_video_batch("waves", seeds=[12, 13])
+    assert not any(tmp_path.iterdir())  # nothing kept when one video of the batch failed

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tiny_models import TOKENIZER_VOCAB_SIZE, tiny_clip_tokenizer  # tests/ is on sys.path
+from tiny_models import clip_text, flow, kl_vae, save, seed, t5_encoder, tiny_clip_tokenizer
 
 __all__ = [
     "T5_VOCAB_SIZE",
@@ -57,13 +57,23 @@ def tiny_t5_tokenizer() -> Any:
     return tokenizer
 
 
+def _flux_encoders(clip: int, clip_ff: int, clip_heads: int, t5: int, **t5_config: Any) -> dict:
+    """CLIP (pooled) + T5 text encoders and their tokenizers, from the current torch seed."""
+    return {
+        "text_encoder": clip_text(
+            clip, intermediate=clip_ff, heads=clip_heads, projection_dim=clip, seed=None
+        ),
+        "text_encoder_2": t5_encoder(t5, vocab=T5_VOCAB_SIZE, seed=None, **t5_config),
+        "tokenizer": tiny_clip_tokenizer(),
+        "tokenizer_2": tiny_t5_tokenizer(),
+    }
+
+
 def flux_parts(*, width: int = 32, layers: int = 1, single_layers: int = 1) -> dict[str, Any]:
     """The components of a FluxPipeline: 1+1 DiT blocks, 2-layer CLIP and T5, 2-block VAE."""
-    import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+    from diffusers import FluxTransformer2DModel
 
-    torch.manual_seed(0)
+    seed(0)
     heads = max(2, width // 16)
     transformer = FluxTransformer2DModel(
         patch_size=1,
@@ -76,58 +86,18 @@ def flux_parts(*, width: int = 32, layers: int = 1, single_layers: int = 1) -> d
         pooled_projection_dim=32,
         axes_dims_rope=_rope_axes(width // heads),
     )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=TOKENIZER_VOCAB_SIZE,
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            max_position_embeddings=77,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            projection_dim=32,
-        )
-    )
-    text_encoder_2 = T5EncoderModel(
-        T5Config(
-            vocab_size=T5_VOCAB_SIZE,
-            d_model=32,
-            d_kv=8,
-            d_ff=37,
-            num_layers=2,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-            pad_token_id=0,
-            eos_token_id=1,
-            decoder_start_token_id=0,
-        )
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 8),
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=2,
+    encoders = _flux_encoders(32, 37, 2, 32, d_ff=37, heads=4)
+    vae = kl_vae(
+        4,
+        blocks=2,
+        seed=None,
         sample_size=32,
         use_quant_conv=False,
         use_post_quant_conv=False,
         shift_factor=0.0609,
         scaling_factor=1.5035,
     )
-    return {
-        "transformer": transformer,
-        "text_encoder": text_encoder,
-        "text_encoder_2": text_encoder_2,
-        "tokenizer": tiny_clip_tokenizer(),
-        "tokenizer_2": tiny_t5_tokenizer(),
-        "vae": vae,
-        "scheduler": FlowMatchEulerDiscreteScheduler(),
-    }
+    return {"transformer": transformer, **encoders, "vae": vae, "scheduler": flow()}
 
 
 def flux_shaped_parts(*, layers: int = 19, single_layers: int = 38) -> dict[str, Any]:
@@ -136,8 +106,7 @@ def flux_shaped_parts(*, layers: int = 19, single_layers: int = 38) -> dict[str,
     encoders keep FLUX's output widths (T5 4096, CLIP 768) on 2 layers, since they run once
     per image. For GPU benchmarks: build it on the GPU (``with torch.device("cuda")``).
     """
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
 
     transformer = FluxTransformer2DModel(
         patch_size=1,
@@ -151,42 +120,12 @@ def flux_shaped_parts(*, layers: int = 19, single_layers: int = 38) -> dict[str,
         guidance_embeds=True,
         axes_dims_rope=(16, 56, 56),
     )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=TOKENIZER_VOCAB_SIZE,
-            hidden_size=768,
-            intermediate_size=1024,
-            num_hidden_layers=2,
-            num_attention_heads=12,
-            max_position_embeddings=77,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            projection_dim=768,
-        )
-    )
-    text_encoder_2 = T5EncoderModel(
-        T5Config(
-            vocab_size=T5_VOCAB_SIZE,
-            d_model=4096,
-            d_kv=64,
-            d_ff=1024,
-            num_layers=2,
-            num_heads=8,
-            relative_attention_num_buckets=32,
-            pad_token_id=0,
-            eos_token_id=1,
-            decoder_start_token_id=0,
-        )
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
+    encoders = _flux_encoders(768, 1024, 12, 4096, d_kv=64, d_ff=1024, heads=8, buckets=32)
+    vae = kl_vae(
+        16,
+        seed=None,
         block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
         layers_per_block=2,
-        latent_channels=16,
         norm_num_groups=32,
         sample_size=1024,
         use_quant_conv=False,
@@ -202,15 +141,7 @@ def flux_shaped_parts(*, layers: int = 19, single_layers: int = 38) -> dict[str,
         shift=3.0,
         use_dynamic_shifting=True,
     )
-    return {
-        "transformer": transformer,
-        "text_encoder": text_encoder,
-        "text_encoder_2": text_encoder_2,
-        "tokenizer": tiny_clip_tokenizer(),
-        "tokenizer_2": tiny_t5_tokenizer(),
-        "vae": vae,
-        "scheduler": scheduler,
-    }
+    return {"transformer": transformer, **encoders, "vae": vae, "scheduler": scheduler}
 
 
 def _rope_axes(head_dim: int) -> tuple[int, int, int]:
@@ -227,10 +158,8 @@ def build_tiny_flux(
     """FluxPipeline (text->image; image->image and inpaint via from_pipe) in a model folder."""
     from diffusers import FluxPipeline
 
-    FluxPipeline(
-        **flux_parts(width=width, layers=layers, single_layers=single_layers)
-    ).save_pretrained(path)
-    return path
+    parts = flux_parts(width=width, layers=layers, single_layers=single_layers)
+    return save(FluxPipeline(**parts), path)
 
 
 def flux_original_names(state: dict[str, Any]) -> dict[str, Any]:

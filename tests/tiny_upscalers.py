@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tiny_models import TOKENIZER_VOCAB_SIZE, tiny_clip_tokenizer
+from tiny_models import clip_text, kl_vae, save, seed, tiny_clip_tokenizer
 
 __all__ = [
     "build_tiny_latent_upscaler",
@@ -25,17 +25,14 @@ __all__ = [
 
 
 def build_tiny_sd_upscaler(path: Path) -> Path:
-    import torch
     from diffusers import (
-        AutoencoderKL,
         DDIMScheduler,
         DDPMScheduler,
         StableDiffusionUpscalePipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel
 
-    torch.manual_seed(0)
+    seed(0)
     unet = UNet2DConditionModel(
         sample_size=16,
         in_channels=7,
@@ -49,29 +46,9 @@ def build_tiny_sd_upscaler(path: Path) -> Path:
         norm_num_groups=2,
         num_class_embeds=100,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 8, 8),
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        latent_channels=4,
-        norm_num_groups=2,
-        scaling_factor=0.08333,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=TOKENIZER_VOCAB_SIZE,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=77,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        )
-    )
+    vae = kl_vae(4, blocks=3, seed=None, sample_size=32, scaling_factor=0.08333)
+    # projection_dim 512: CLIPTextConfig's default (a CLIPTextModel has no projection)
+    text_encoder = clip_text(16, layers=1, projection_dim=512, seed=None)
     pipe = StableDiffusionUpscalePipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -81,15 +58,13 @@ def build_tiny_sd_upscaler(path: Path) -> Path:
         scheduler=DDIMScheduler(prediction_type="v_prediction"),
         max_noise_level=350,
     )
-    pipe.save_pretrained(path)
-    return path
+    return save(pipe, path)
 
 
 def build_tiny_ldm_sr(path: Path) -> Path:
-    import torch
     from diffusers import DDIMScheduler, LDMSuperResolutionPipeline, UNet2DModel, VQModel
 
-    torch.manual_seed(0)
+    seed(0)
     unet = UNet2DModel(
         sample_size=16,
         in_channels=6,
@@ -110,9 +85,7 @@ def build_tiny_ldm_sr(path: Path) -> Path:
         norm_num_groups=2,
         num_vq_embeddings=16,
     )
-    pipe = LDMSuperResolutionPipeline(vqvae=vqvae, unet=unet, scheduler=DDIMScheduler())
-    pipe.save_pretrained(path)
-    return path
+    return save(LDMSuperResolutionPipeline(vqvae=vqvae, unet=unet, scheduler=DDIMScheduler()), path)
 
 
 def esrgan_spec(num_block: int = 1, scale: int = 4) -> dict[str, list[int]]:
@@ -147,16 +120,13 @@ def write_tiny_esrgan(path: Path) -> Path:
 
 def build_tiny_latent_upscaler(path: Path) -> Path:
     """StableDiffusionLatentUpscalePipeline (x2 in latent space; K-diffusion UNet blocks)."""
-    import torch
     from diffusers import (
-        AutoencoderKL,
         EulerDiscreteScheduler,
         StableDiffusionLatentUpscalePipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel
 
-    torch.manual_seed(0)
+    seed(0)
     unet = UNet2DConditionModel(
         act_fn="gelu",
         attention_head_dim=8,
@@ -176,29 +146,8 @@ def build_tiny_latent_upscaler(path: Path) -> Path:
         timestep_post_act="gelu",
         up_block_types=(*("KCrossAttnUpBlock2D",) * 3, "KUpBlock2D"),
     )
-    vae = AutoencoderKL(
-        block_out_channels=[8, 8, 8, 8],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        latent_channels=4,
-        norm_num_groups=2,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=TOKENIZER_VOCAB_SIZE,
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            projection_dim=32,
-        )
-    )
+    vae = kl_vae(4, seed=None, sample_size=32)
+    text_encoder = clip_text(32, intermediate=37, heads=4, seed=None)
     pipe = StableDiffusionLatentUpscalePipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -206,5 +155,4 @@ def build_tiny_latent_upscaler(path: Path) -> Path:
         unet=unet,
         scheduler=EulerDiscreteScheduler(prediction_type="sample"),
     )
-    pipe.save_pretrained(path)
-    return path
+    return save(pipe, path)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tiny_models import SD_NO_SAFETY, _sd_parts, save, seed
+
 __all__ = [
     "build_tiny_controlnet",
     "build_tiny_flux_control",
@@ -24,7 +26,7 @@ def _controlnet() -> Any:
     import torch
     from diffusers import ControlNetModel
 
-    torch.manual_seed(5)
+    seed(5)
     controlnet = ControlNetModel(
         in_channels=4,
         block_out_channels=(8, 16),
@@ -46,33 +48,24 @@ def _controlnet() -> Any:
 
 def build_tiny_controlnet(path: Path) -> Path:
     """The ControlNetModel alone (for the backend's ``controlnet`` option over the tiny SD)."""
-    _controlnet().save_pretrained(path)
-    return path
+    return save(_controlnet(), path)
 
 
 def build_tiny_sd_controlnet(path: Path) -> Path:
     """A saved StableDiffusionControlNetPipeline: the tiny SD parts + the same ControlNet."""
     from diffusers import StableDiffusionControlNetPipeline
-    from tiny_models import _sd_parts
 
     pipe = StableDiffusionControlNetPipeline(
-        **_sd_parts(),
-        controlnet=_controlnet(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
+        **_sd_parts(), controlnet=_controlnet(), **SD_NO_SAFETY
     )
-    pipe.save_pretrained(path)
-    return path
+    return save(pipe, path)
 
 
 def build_tiny_flux_control(path: Path) -> Path:
     from diffusers import FluxControlPipeline
     from tiny_families import _flux  # the shared FLUX.1 parts (tests/tiny_families.py)
 
-    pipe = FluxControlPipeline(**_flux(in_channels=8, out_channels=4)())
-    pipe.save_pretrained(path)
-    return path
+    return save(FluxControlPipeline(**_flux(in_channels=8, out_channels=4)()), path)
 
 
 def build_tiny_qwen_controlnet(path: Path) -> Path:
@@ -80,20 +73,11 @@ def build_tiny_qwen_controlnet(path: Path) -> Path:
     its output projections given random weights (a fresh ControlNet starts as a no-op)."""
     import torch
     from diffusers import QwenImageControlNetModel
+    from tiny_families import QWEN_IMAGE_DIT
 
-    torch.manual_seed(6)
-    model = QwenImageControlNetModel(
-        patch_size=2,
-        in_channels=16,
-        out_channels=4,
-        num_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=16,
-        axes_dims_rope=(8, 4, 4),
-    )
+    seed(6)
+    model = QwenImageControlNetModel(**QWEN_IMAGE_DIT)
     with torch.no_grad():
         for module in [*model.controlnet_blocks, model.controlnet_x_embedder]:
             module.weight.normal_(0, 0.5)
-    model.save_pretrained(path)
-    return path
+    return save(model, path)

@@ -33,7 +33,7 @@ from tiny_models import (
 )
 from tiny_models import seed as _seed
 
-__all__ = ["FAMILIES", "Family", "build_family"]
+__all__ = ["FAMILIES", "QWEN_IMAGE_DIT", "Family", "build_family"]
 
 T2I, I2I, INPAINT, T2V, I2V = "t2i", "i2i", "inpaint", "t2v", "i2v"
 QWEN_SPECIALS = (
@@ -384,21 +384,24 @@ def _flux2_dev() -> dict[str, Any]:
     }
 
 
+# the Qwen-Image transformer; tiny_control's Qwen-Image ControlNet mirrors it
+QWEN_IMAGE_DIT: dict[str, Any] = {
+    "patch_size": 2,
+    "in_channels": 16,
+    "out_channels": 4,
+    "num_layers": 1,
+    "attention_head_dim": 16,
+    "num_attention_heads": 2,
+    "joint_attention_dim": 16,
+    "axes_dims_rope": (8, 4, 4),
+}
+
+
 def _qwen_image_parts(*, edit: bool) -> dict[str, Any]:
     from diffusers import AutoencoderKLQwenImage, QwenImageTransformer2DModel
 
     _seed(0)
-    transformer = QwenImageTransformer2DModel(
-        patch_size=2,
-        in_channels=16,
-        out_channels=4,
-        num_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=16,
-        guidance_embeds=False,
-        axes_dims_rope=(8, 4, 4),
-    )
+    transformer = QwenImageTransformer2DModel(**QWEN_IMAGE_DIT, guidance_embeds=False)
     _seed(0)
     vae = AutoencoderKLQwenImage(
         base_dim=8,
@@ -1227,4 +1230,3 @@ def build_family(name: str, path: Path) -> Path:
     family = FAMILIES[name]
     cls = getattr(diffusers, family.pipeline)
     return save(cls(**family.parts(), **family.config), path)
-

@@ -150,36 +150,26 @@ Strength = Annotated[
         description="Change: 0 keeps the image, 1 replaces it.",
     ),
 ]
-ImageBytes = Annotated[
-    bytes,
-    Field(
-        min_length=1,
-        max_length=LIMITS.max_image_bytes,
-        description="Input image (PNG, JPEG, WebP, GIF frame 1).",
-    ),
-]
+
+
+def _image_input(description: str | None = None) -> Any:
+    """The bounds of every image given as input: 1 byte to LIMITS.max_image_bytes."""
+    return Field(min_length=1, max_length=LIMITS.max_image_bytes, description=description)
+
+
+ImageBytes = Annotated[bytes, _image_input("Input image (PNG, JPEG, WebP, GIF frame 1).")]
 MaskBytes = Annotated[
-    bytes | None,
-    Field(
-        min_length=1,
-        max_length=LIMITS.max_image_bytes,
-        description="Same size as image: white = change, black = keep.",
-    ),
+    bytes | None, _image_input("Same size as image: white = change, black = keep.")
 ]
 ReferenceImages = Annotated[
-    tuple[Annotated[bytes, Field(min_length=1, max_length=LIMITS.max_image_bytes)], ...],
+    tuple[Annotated[bytes, _image_input()], ...],
     Field(
         max_length=LIMITS.max_reference_images,
         description="More input images for multi-reference edits (Qwen-Image-Edit-2509+, FLUX.2).",
     ),
 ]
 ReferenceImage = Annotated[
-    bytes | None,
-    Field(
-        min_length=1,
-        max_length=LIMITS.max_image_bytes,
-        description="The subject; generated from the prompt if absent.",
-    ),
+    bytes | None, _image_input("The subject; generated from the prompt if absent.")
 ]
 # Named camera presets -> (azimuth, elevation, zoom): the ONE table that gives every name its
 # explicit camera move. Azimuth orbits the camera around the subject (0 = front, +90 = right side,
@@ -326,14 +316,7 @@ Seeds = Annotated[
         description="One seed per image (sets count).",
     ),
 ]
-ControlImage = Annotated[
-    bytes | None,
-    Field(
-        min_length=1,
-        max_length=LIMITS.max_image_bytes,
-        description="Edge/depth/pose map for control models.",
-    ),
-]
+ControlImage = Annotated[bytes | None, _image_input("Edge/depth/pose map for control models.")]
 ControlType = Annotated[
     Literal["canny", "depth", "pose", "lineart", "scribble", "tile", "segmentation"] | None,
     Field(description="What control_image shows."),

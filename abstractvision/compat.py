@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shlex
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -679,7 +680,14 @@ def sniff_type(data: bytes) -> str:
 
 # --- the 0.3.x command line ----------------------------------------------------------------------
 
-_OLD_COMMANDS = {"download": "pull", "catalog": "models", "model-presets": "models"}
+_OLD_COMMANDS = {
+    "download": "pull",
+    "download-model": "pull",
+    "catalog": "models",
+    "model-catalog": "models",
+    "download-catalog": "models",
+    "model-presets": "models",
+}
 _OLD_PROVIDERS = {
     "huggingface": "diffusers",
     "hf": "diffusers",
@@ -688,10 +696,12 @@ _OLD_PROVIDERS = {
     "openai-compatible": "openai",
 }
 _RENAMED_FLAGS = {"--provider": "--backend", "--frames": "--num-frames"}
-_RENAMED_FLAGS["--reference-image"] = "--reference-images"
 _EXTRA_FLAGS = {"--guidance-2": "guidance_scale_2", "--flow-shift": "flow_shift"}
 _EXTRA_FLAGS["--softness"] = "softness"
-_DROPPED_FLAGS = ("--progress", "--no-progress", "--open")
+_EXTRA_FLAGS["--max-sequence-length"] = "max_sequence_length"
+_DROPPED_FLAGS = ("--progress", "--no-progress", "--open", "--all-targets")
+_DROPPED_WITH_VALUE = ("--lora-target-role", "--lora-adapter-name")
+_SEED_LIST = re.compile(r"^\d+(,\d+)*$")
 
 
 def legacy_argv(argv: Sequence[str]) -> list[str]:
@@ -699,9 +709,12 @@ def legacy_argv(argv: Sequence[str]) -> list[str]:
 
     ``--provider`` -> ``--backend`` (huggingface -> diffusers, openai-compatible -> openai),
     ``--frames`` -> ``--num-frames``, ``--lora SRC`` + ``--lora-scale S`` -> ``--extra loras=[...]``,
-    ``--guidance-2`` / ``--flow-shift`` / ``--softness`` -> ``--extra``, ``--resolution 2x`` ->
-    ``--scale 2``, ``download`` -> ``pull``, ``catalog`` / ``model-presets`` -> ``models``;
-    ``--progress`` / ``--open`` / ``--lora-target-role`` are dropped.
+    ``--guidance-2`` / ``--flow-shift`` / ``--softness`` / ``--max-sequence-length`` ->
+    ``--extra``, ``--resolution 2x`` -> ``--scale 2``, repeated ``--reference-image X`` and
+    ``--seeds 1,2 --seeds 3`` -> one ``--reference-images`` / ``--seeds`` list (placed last, so
+    it cannot swallow the prompt), ``download`` / ``download-model`` -> ``pull``, ``catalog`` /
+    ``model-catalog`` / ``download-catalog`` / ``model-presets`` -> ``models``; ``--progress``,
+    ``--open``, ``--all-targets``, ``--lora-target-role``, ``--lora-adapter-name`` are dropped.
     """
     import sys
 
@@ -711,6 +724,9 @@ def legacy_argv(argv: Sequence[str]) -> list[str]:
     out: list[str] = []
     loras: list[str] = []
     scales: list[float] = []
+    references: list[str] = []
+    seeds: list[str] = []
+    old_seeds = False
     seen: list[str] = []
     i = 0
     while i < len(args):
@@ -728,8 +744,22 @@ def legacy_argv(argv: Sequence[str]) -> list[str]:
             loras.append(value)
         elif flag == "--lora-scale" and value is not None:
             scales.append(float(value))
-        elif flag == "--lora-target-role" and value is not None:
+        elif flag in _DROPPED_WITH_VALUE and value is not None:
             pass
+        elif flag == "--reference-image" and value is not None:
+            references.append(value)
+        elif flag == "--seeds" and value is not None and _SEED_LIST.match(value):
+            # 0.3.x: one value per --seeds (commas allowed); 0.4: --seeds 1 2 3
+            taken = [inline] if eq else []
+            j = i + 1
+            while not eq and j < len(args) and _SEED_LIST.match(args[j]):
+                taken.append(args[j])
+                j += 1
+            step = 1 if eq else j - i
+            old_seeds = old_seeds or bool(seeds) or any("," in t for t in taken)
+            seeds += [n for t in taken for n in t.split(",")]
+            i += step
+            continue
         elif args[i] in _DROPPED_FLAGS:
             step = 1
         else:
@@ -744,6 +774,12 @@ def legacy_argv(argv: Sequence[str]) -> list[str]:
             for k, s in enumerate(loras)
         ]
         out += ["--extra", "loras=" + json.dumps([_entry(item) for item in items])]
+    if references:
+        out += ["--reference-images", *references]
+    if seeds:
+        out += ["--seeds", *seeds]
+        if old_seeds:
+            seen.append("--seeds")
     if seen or (argv and args[0] != argv[0]):
         names = ", ".join(dict.fromkeys(([argv[0]] if args[0] != argv[0] else []) + seen))
         print(

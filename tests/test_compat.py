@@ -401,3 +401,29 @@ def test_0_3_x_normalize_hooks_and_video_batches(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="engine failed"):
         stored.generate_video_batch("waves", seeds=[12, 13])
     assert not any(tmp_path.iterdir())  # nothing kept when one video of the batch failed
+
+
+def test_0_3_x_list_flags_and_command_names_parse(capsys: pytest.CaptureFixture[str]) -> None:
+    """Repeated --reference-image / --seeds 1,2 become one list placed after the prompt;
+    --max-sequence-length goes to extra; old catalogue/download command names still run."""
+    from abstractvision.cli import build_parser
+    from abstractvision.compat import legacy_argv
+
+    def parse(*argv: str) -> dict[str, object]:
+        return vars(build_parser().parse_args(legacy_argv(list(argv))))
+
+    old = "i2i --image a.png --reference-image s.png --reference-image l.png --progress"
+    args = parse(*old.split(), "combine them")
+    assert (args["prompt"], args["reference_images"]) == ("combine them", ["s.png", "l.png"])
+    args = parse("t2i", "--count", "3", "--seeds", "11,12", "--seeds", "13", "hello")
+    assert (args["prompt"], args["count"], args["seeds"]) == ("hello", 3, [11, 12, 13])
+    assert parse("t2i", "--seeds", "1", "2", "cat")["seeds"] == [1, 2]  # 0.4 spelling untouched
+    old = "t2v waves --frames 9 --max-sequence-length 256 --lora o/r:f.st --lora-adapter-name s"
+    args = parse(*old.split())
+    assert args["num_frames"] == 9 and "max_sequence_length=256" in args["extra"]
+    old = "model-catalog --task image_to_image --all-targets"
+    assert parse(*old.split())["command"] == "models"
+    assert parse("download-model", "org/model")["command"] == "pull"
+    err = capsys.readouterr().err
+    assert "0.3.x usage rewritten (--reference-image, --progress)" in err
+    assert "(--seeds)" in err and "(download-model)" in err

@@ -159,6 +159,15 @@ def _check_engine(engine: str) -> str:
     return engine
 
 
+def _resolve(
+    model: str, engine: str, registry: VisionModelCapabilitiesRegistry | None
+) -> tuple[str, VisionModelCapabilitiesRegistry]:
+    """The first step of plan/pull/local_files: check ``engine``, resolve a short model name."""
+    _check_engine(engine)
+    registry = _registry(registry)
+    return resolve_model_name(model, registry), registry
+
+
 def _hub() -> Any:
     try:
         import huggingface_hub
@@ -425,9 +434,7 @@ def plan_pull(
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> PullPlan:
     """Ask the Hub what ``pull`` would fetch (no file is downloaded)."""
-    _check_engine(engine)
-    registry = _registry(registry)
-    model = resolve_model_name(model, registry)
+    model, registry = _resolve(model, engine, registry)
     if engine == "sdcpp":
         if model not in registry:
             raise UnknownModelError(
@@ -777,9 +784,7 @@ def pull(
     stops at the next chunk and keeps the partial file for the next pull. A second call for the
     same model while one runs waits for it (its control sees the same progress).
     """
-    _check_engine(engine)
-    registry = _registry(registry)
-    model = resolve_model_name(model, registry)
+    model, registry = _resolve(model, engine, registry)
     cache = _cache(cache_dir)
     key = (str(cache), model, engine, (quant or "").lower(), revision, variant)
     with _INFLIGHT.lock:
@@ -911,9 +916,7 @@ def local_files(
     sd.cpp: role -> file (the asked quant, else the registry's default, else any on disk).
     Diffusers: ``{"model": snapshot folder}`` when every component has weights.
     """
-    _check_engine(engine)
-    registry = _registry(registry)
-    model = resolve_model_name(model, registry)
+    model, registry = _resolve(model, engine, registry)
     cache = _cache(cache_dir)
     if engine == "diffusers":
         folder = _snapshot(cache, model)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -151,6 +152,17 @@ class HubServer:
 
     def served(self, method: str = "GET", prefix: str = "/cdn/") -> list[Request]:
         return [r for r in self.requests if r.method == method and r.path.startswith(prefix)]
+
+    def cli_env(self, cache: Path) -> dict[str, str]:
+        """The whole environment of a CLI subprocess that downloads from here into ``cache``."""
+        return {
+            "PATH": os.environ.get("PATH", ""),
+            "HF_ENDPOINT": self.url,
+            "HF_HUB_CACHE": str(cache),
+            "HF_HUB_OFFLINE": "0",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        }
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -38,14 +38,7 @@ def hub(tiny_sd_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 def _env(hub: HubServer, tmp_path: Path) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", ""),
-        "HF_ENDPOINT": hub.url,
-        "HF_HUB_CACHE": str(tmp_path / "cache"),
-        "HF_HUB_OFFLINE": "0",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "PYTHONPATH": str(ROOT),
-    }
+    return hub.cli_env(tmp_path / "cache")
 
 
 @pytest.mark.anyio

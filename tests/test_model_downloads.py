@@ -9,7 +9,6 @@ downloads off.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -25,7 +24,6 @@ from abstractvision import model_downloads as md
 from abstractvision.control import GenerationControl, ProgressEvent
 from abstractvision.errors import GenerationCancelledError, UnknownModelError
 
-ROOT = Path(__file__).resolve().parent.parent
 SD_LOADED = {
     "model_index.json",
     "scheduler/scheduler_config.json",
@@ -220,14 +218,7 @@ def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
 def test_cli_pull_both_engines_then_generate_with_downloads_off(
     hub: HubServer, tmp_path: Path
 ) -> None:
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HF_ENDPOINT": hub.url,
-        "HF_HUB_CACHE": str(tmp_path / "cache"),
-        "HF_HUB_OFFLINE": "0",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = hub.cli_env(tmp_path / "cache")
     pulled = _cli("pull", SD_ID, "--json", env=env, cwd=tmp_path)
     assert pulled.returncode == 0, pulled.stderr
     row = json.loads(pulled.stdout)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tiny_models import SD_NO_SAFETY, _sd_parts, save, seed
+from tiny_models import SD_NO_SAFETY, _sd_parts, save, sd_unet_down, seed
 
 __all__ = [
     "build_tiny_controlnet",
@@ -28,14 +28,7 @@ def _controlnet() -> Any:
 
     seed(5)
     controlnet = ControlNetModel(
-        in_channels=4,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=2,
-        norm_num_groups=2,
-        conditioning_embedding_out_channels=(4, 4, 8, 8),
+        in_channels=4, conditioning_embedding_out_channels=(4, 4, 8, 8), **sd_unet_down()
     )
     with torch.no_grad():
         for module in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:

@@ -35,6 +35,7 @@ __all__ = [
     "flow",
     "kl_vae",
     "save",
+    "sd_unet_down",
     "seed",
     "t5_encoder",
     "t5_tokenizer",
@@ -238,26 +239,32 @@ _reseed = seed  # the builders' ``seed`` argument shadows the function inside th
 # --- SD-shaped pipelines ----------------------------------------------------------------------
 
 
+def sd_unet_down(scale: int = 1) -> dict[str, Any]:
+    """The tiny SD UNet's down path and text width, which its ControlNet mirrors."""
+    return {
+        "block_out_channels": (8 * scale, 16 * scale),
+        "layers_per_block": 1 if scale == 1 else 2,
+        "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
+        "cross_attention_dim": 32 * scale,
+        "attention_head_dim": 2 * scale,
+        "norm_num_groups": 2,
+    }
+
+
 def _sd_parts(*, in_channels: int = 4, scale: int = 1) -> dict[str, Any]:
     from diffusers import DDIMScheduler, UNet2DConditionModel
 
     seed(0)
-    hidden = 32 * scale
     unet = UNet2DConditionModel(
         sample_size=8,
         in_channels=in_channels,
         out_channels=4,
-        layers_per_block=1 if scale == 1 else 2,
-        block_out_channels=(8 * scale, 16 * scale),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=hidden,
-        attention_head_dim=2 * scale,
-        norm_num_groups=2,
+        **sd_unet_down(scale),
     )
     vae = kl_vae(4, channels=8 * scale, seed=None)
     # projection_dim 512: CLIPTextConfig's default (a CLIPTextModel has no projection)
-    text_encoder = clip_text(hidden, projection_dim=512, seed=None)
+    text_encoder = clip_text(32 * scale, projection_dim=512, seed=None)
     scheduler = DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,

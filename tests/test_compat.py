@@ -427,3 +427,38 @@ def test_0_3_x_list_flags_and_command_names_parse(capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert "0.3.x usage rewritten (--reference-image, --progress)" in err
     assert "(--seeds)" in err and "(download-model)" in err
+
+
+def test_openai_own_image_models_get_the_body_they_accept() -> None:
+    """gpt-image-* / dall-e-* refuse unknown fields (400 "Unknown parameter"): no seed, steps,
+    guidance_scale or negative_prompt, and gpt-image no response_format; other models keep them."""
+    import base64
+
+    from http_servers import png, serving
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from abstractvision.backends import OpenAICompatibleVisionBackend
+
+    seen: list[dict] = []
+
+    async def images(request: Request) -> JSONResponse:
+        if request.headers["content-type"].startswith("multipart/"):
+            seen.append({k: v for k, v in (await request.form()).items() if isinstance(v, str)})
+        else:
+            seen.append(await request.json())
+        return JSONResponse({"data": [{"b64_json": base64.b64encode(png()).decode()}]})
+
+    routes = [Route(f"/v1/images/{p}", images, methods=["POST"]) for p in ("generations", "edits")]
+    asked = {"seed": 3, "steps": 4, "guidance_scale": 2.0, "negative_prompt": "blur"}
+    with serving(Starlette(routes=routes)) as base:
+        for model in ("gpt-image-1", "dall-e-3", "local-sd"):
+            vm = VisionManager(backend=OpenAICompatibleVisionBackend(base_url=base + "/v1"))
+            vm.generate_image("cat", model=model, width=64, height=64, **asked)
+            vm.edit_image("hat", png(), model=model, **asked)
+    gpt_t2i, gpt_i2i, dalle_t2i, _, local_t2i, local_i2i = seen
+    assert set(gpt_t2i) == {"model", "prompt", "n", "size"} and "response_format" not in gpt_i2i
+    assert dalle_t2i["response_format"] == "b64_json" and "seed" not in dalle_t2i
+    assert {k: local_t2i[k] for k in asked} == asked and local_i2i["seed"] == "3"

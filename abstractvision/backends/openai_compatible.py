@@ -176,7 +176,7 @@ class OpenAICompatibleVisionBackend(VisionBackend):
         self, request: ImageGenerationRequest, *, control: GenerationControl | None = None
     ) -> GeneratedAsset:
         body = self._common(request, Task.TEXT_TO_IMAGE)
-        if self.config.response_format:
+        if self.config.response_format and _openai_family(body.get("model")) != "gpt-image":
             body["response_format"] = self.config.response_format
         path = self.config.images_generations_path
         return self._image_call(request, body, control, json=body, path=path)
@@ -187,7 +187,7 @@ class OpenAICompatibleVisionBackend(VisionBackend):
         fields = self._common(request, Task.IMAGE_TO_IMAGE)
         if request.strength is not None:
             fields["strength"] = request.strength
-        if self.config.response_format:
+        if self.config.response_format and _openai_family(fields.get("model")) != "gpt-image":
             fields["response_format"] = self.config.response_format
         info = media.inspect_image(request.image, field="image")
         files: dict[str, tuple[str, bytes, str]] = {
@@ -337,7 +337,7 @@ class OpenAICompatibleVisionBackend(VisionBackend):
         if task in (Task.TEXT_TO_IMAGE, Task.IMAGE_TO_IMAGE) and request.output_format:
             body["output_format"] = request.output_format
         for name in ("negative_prompt", "seed", "steps", "guidance_scale"):
-            if getattr(request, name) is not None:
+            if getattr(request, name) is not None and not _openai_family(body["model"]):
                 body[name] = getattr(request, name)
         for key, value in request.extra.items():
             if key in RESERVED or key not in self._extra_keys:
@@ -345,6 +345,16 @@ class OpenAICompatibleVisionBackend(VisionBackend):
                 raise InvalidRequestError(f"extra.{key}", value, f"accepted: {accepted}")
             body[key] = value
         return {k: v for k, v in body.items() if v is not None}
+
+
+def _openai_family(model: str | None) -> str | None:
+    """OpenAI's own image models (gpt-image-*, dall-e-*) answer an unknown body field with a
+    400 "Unknown parameter": they get no negative_prompt, seed, steps or guidance_scale (which
+    local servers take), and gpt-image no response_format (it always answers base64)."""
+    name = str(model or "").rsplit("/", 1)[-1].strip().lower()
+    if name.startswith(("gpt-image-", "chatgpt-image")):
+        return "gpt-image"
+    return "dall-e" if name.startswith("dall-e-") else None
 
 
 def _form_value(value: Any) -> str:

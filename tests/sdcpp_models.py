@@ -6,6 +6,11 @@ engine code that runs is the one a real model uses. Values follow a recipe that 
 activations finite: 1-D biases zero, 1-D weights/scales one, N-D weights normal with std
 1/sqrt(fan_in). The 1.3B Wan DiT is written as raw Q4_0 blocks, one tensor at a time, so no
 float array of the whole model is ever built.
+
+FLUX.2 [klein] and Wan come from JSON specs; the other families are specs built in code from the
+blocks sd.cpp assembles (``clip_text_spec``, ``kl_vae_spec``, ``flux1_spec``, ``sd1_spec``, ...):
+adding a family is one such function. ``write_gguf_q8`` writes any spec with Q8_0 linear weights
+(sd.cpp keeps convolutions in f16, so they stay f16 here too).
 """
 
 from __future__ import annotations
@@ -17,7 +22,22 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SPEC_DIR", "load_spec", "write_gguf_q4", "write_safetensors"]
+__all__ = [
+    "SPEC_DIR",
+    "Spec",
+    "clip_text_spec",
+    "flux1_dit_spec",
+    "flux1_spec",
+    "kl_vae_spec",
+    "load_spec",
+    "sd1_controlnet_spec",
+    "sd1_spec",
+    "sd1_unet_spec",
+    "write_gguf_q4",
+    "write_gguf_q8",
+    "write_safetensors",
+    "write_safetensors_fast",
+]
 
 SPEC_DIR = Path(__file__).parent / "data" / "sdcpp"
 _Q4_BLOCK = 32  # values per Q4_0 block: 2 bytes f16 scale + 16 bytes of nibbles
@@ -240,14 +260,48 @@ def flux1_dit_spec(*, hidden: int = 128, depth: int = 1, single: int = 1) -> Spe
 def flux1_spec() -> Spec:
     """FLUX.1: tiny DiT, CLIP-L (the pooled vector; no T5: sd.cpp feeds zeros, conditioner.hpp
     FluxCLIPEmbedder), a narrow 16-channel VAE decoder and the fixed-size encoder."""
-    return (
-        flux1_dit_spec()
-        | clip_text_spec("text_encoders.clip_l.transformer")
-        | kl_vae_spec(z=16)
-    )
+    return flux1_dit_spec() | clip_text_spec("text_encoders.clip_l.transformer") | kl_vae_spec(z=16)
 
 
 _Q8_BYTES = 34  # Q8_0 block: 2 bytes f16 scale + 32 int8 values
+_POOL = 1 << 22  # 4 Mi normal values, reused (at random offsets) by every tensor
+
+
+class _Noise:
+    """The same recipe as ``_float_tensor`` (1-D: zeros/ones; N-D: normal / sqrt(fan_in)) drawn
+    from one pool of normals at random offsets, so a gigabyte of f16 takes a second, not ten."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.pool = self.rng.standard_normal(_POOL, dtype=np.float32)
+
+    def tensor(self, name: str, shape: list[int]) -> np.ndarray:
+        if len(shape) == 1:
+            return _float_tensor(name, shape, self.rng)
+        n, start = math.prod(shape), int(self.rng.integers(0, _POOL))
+        values = np.resize(np.roll(self.pool, -start)[: min(n, _POOL)], n)
+        return (values * (1 / math.sqrt(math.prod(shape[1:])))).astype(np.float16).reshape(shape)
+
+
+def write_safetensors_fast(spec: Spec, path: Path, *, seed: int = 0) -> Path:
+    """:func:`write_safetensors` for big specs: pooled noise, streamed tensor by tensor."""
+    noise = _Noise(seed)
+    names = sorted(spec)
+    header: dict[str, object] = {}
+    offset = 0
+    for name in names:
+        shape = spec[name]
+        size = math.prod(shape) * (4 if len(shape) == 1 else 2)
+        dtype = "F32" if len(shape) == 1 else "F16"
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as fh:
+        fh.write(len(raw).to_bytes(8, "little") + raw)
+        for name in names:
+            fh.write(noise.tensor(name, spec[name]).tobytes())
+    return path
 
 
 def write_gguf_q8(spec: Spec, path: Path, *, seed: int = 0) -> Path:
@@ -255,7 +309,8 @@ def write_gguf_q8(spec: Spec, path: Path, *, seed: int = 0) -> Path:
     every other tensor as :func:`write_safetensors` writes it. Streamed tensor by tensor."""
     import gguf
 
-    rng = np.random.default_rng(seed)
+    noise = _Noise(seed)
+    rng = noise.rng
     names = sorted(spec)
     writer = gguf.GGUFWriter(path, arch="sdcpp")
     for name in names:
@@ -276,11 +331,124 @@ def write_gguf_q8(spec: Spec, path: Path, *, seed: int = 0) -> Path:
         shape = spec[name]
         if _is_q4(name, shape):
             rows, cols = shape
-            blocks = rng.integers(-127, 128, size=(rows * cols // _Q4_BLOCK, _Q8_BYTES), dtype=np.int8)
+            blocks = rng.integers(
+                -127, 128, size=(rows * cols // _Q4_BLOCK, _Q8_BYTES), dtype=np.int8
+            )
             scale = np.frombuffer(np.float16(1.7 / (127 * math.sqrt(cols))).tobytes(), np.int8)
             blocks[:, 0:2] = scale
             writer.write_tensor_data(blocks.view(np.uint8).reshape(rows, -1))
         else:
-            writer.write_tensor_data(_float_tensor(name, shape, rng))
+            writer.write_tensor_data(noise.tensor(name, shape))
     writer.close()
     return path
+
+
+def _unet_resblock(name: str, inp: int, emb: int, out: int) -> Spec:
+    spec = _norm(f"{name}.in_layers.0", inp) | _conv(f"{name}.in_layers.2", out, inp)
+    spec |= _linear(f"{name}.emb_layers.1", out, emb)
+    spec |= _norm(f"{name}.out_layers.0", out) | _conv(f"{name}.out_layers.3", out, out)
+    if inp != out:
+        spec |= _conv(f"{name}.skip_connection", out, inp, 1)
+    return spec
+
+
+def _spatial_transformer(name: str, ch: int, context: int) -> Spec:
+    spec = _norm(f"{name}.norm", ch) | _conv(f"{name}.proj_in", ch, ch, 1)
+    spec |= _conv(f"{name}.proj_out", ch, ch, 1)
+    b = f"{name}.transformer_blocks.0"
+    for attn, kv in (("attn1", ch), ("attn2", context)):
+        spec |= _linear(f"{b}.{attn}.to_q", ch, ch, bias=False)
+        spec |= _linear(f"{b}.{attn}.to_k", ch, kv, bias=False)
+        spec |= _linear(f"{b}.{attn}.to_v", ch, kv, bias=False)
+        spec |= _linear(f"{b}.{attn}.to_out.0", ch, ch)
+    spec |= _linear(f"{b}.ff.net.0.proj", 8 * ch, ch) | _linear(f"{b}.ff.net.2", ch, 4 * ch)
+    for n in ("norm1", "norm2", "norm3"):
+        spec |= _norm(f"{b}.{n}", ch)
+    return spec
+
+
+def _unet_input_blocks(p: str, *, tiny: bool, hint: bool = False) -> tuple[Spec, list[int]]:
+    """time_embed + input_blocks of unet.hpp ``UnetModelBlock`` / control.hpp ``ControlNetBlock``
+    (SD 1.x: ``model_channels = 320``, ``context_dim = 768``, attention at every level); a
+    ControlNet (``hint``) adds a zero conv after each input block."""
+    mc, emb = 320, 1280
+    mult = (1, 2, 4) if tiny else (1, 2, 4, 4)
+    spec: Spec = _linear(f"{p}.time_embed.0", emb, mc) | _linear(f"{p}.time_embed.2", emb, emb)
+    spec |= _conv(f"{p}.input_blocks.0.0", mc, 4)
+    if hint:
+        spec |= _conv(f"{p}.zero_convs.0.0", mc, mc, 1)
+    chans, ch, idx = [mc], mc, 0
+    for i, m in enumerate(mult):
+        for _ in range(1 if tiny else 2):
+            idx += 1
+            spec |= _unet_resblock(f"{p}.input_blocks.{idx}.0", ch, emb, m * mc)
+            ch = m * mc
+            if i < 3:  # attention_resolutions {4, 2, 1}: the first three levels
+                spec |= _spatial_transformer(f"{p}.input_blocks.{idx}.1", ch, 768)
+            if hint:
+                spec |= _conv(f"{p}.zero_convs.{idx}.0", ch, ch, 1)
+            chans.append(ch)
+            idx += 1 if tiny else 0  # tiny_unet skips one index per level
+        if i != len(mult) - 1:
+            idx += 1
+            spec[f"{p}.input_blocks.{idx}.0.op.weight"] = [ch, ch, 3, 3]
+            spec[f"{p}.input_blocks.{idx}.0.op.bias"] = [ch]
+            if hint:
+                spec |= _conv(f"{p}.zero_convs.{idx}.0", ch, ch, 1)
+            chans.append(ch)
+    if not tiny:
+        spec |= _unet_resblock(f"{p}.middle_block.0", ch, emb, ch)
+        spec |= _spatial_transformer(f"{p}.middle_block.1", ch, 768)
+        spec |= _unet_resblock(f"{p}.middle_block.2", ch, emb, ch)
+    return spec, chans
+
+
+def sd1_unet_spec(*, tiny: bool = True) -> Spec:
+    """An SD 1.x UNet as unet.hpp builds it. Widths are fixed there (``model_channels = 320``,
+    ``context_dim = 768``), so the smallest form is VERSION_SD1_TINY_UNET (BK-SDM-Tiny layout:
+    one res block per level, levels 320/640/1280, no middle block; 323 M parameters); the full
+    one (``tiny=False``, 860 M) is the one a ControlNet plugs into."""
+    p, mc, emb = "model.diffusion_model", 320, 1280
+    mult = (1, 2, 4) if tiny else (1, 2, 4, 4)
+    spec, chans = _unet_input_blocks(p, tiny=tiny)
+    ch, out_idx = chans[-1], 0
+    per_level = 1 if tiny else 2
+    for i in reversed(range(len(mult))):
+        for j in range(per_level + 1):
+            ich = chans.pop()
+            spec |= _unet_resblock(f"{p}.output_blocks.{out_idx}.0", ch + ich, emb, mult[i] * mc)
+            ch = mult[i] * mc
+            up = 1
+            if i < 3:
+                spec |= _spatial_transformer(f"{p}.output_blocks.{out_idx}.1", ch, 768)
+                up = 2
+            if i > 0 and j == per_level:
+                if tiny:
+                    out_idx += 1
+                    if out_idx == 2:
+                        up = 1
+                spec |= _conv(f"{p}.output_blocks.{out_idx}.{up}.conv", ch, ch)
+            out_idx += 1
+    spec |= _norm(f"{p}.out.0", ch) | _conv(f"{p}.out.2", 4, mc)
+    return spec
+
+
+def sd1_controlnet_spec() -> Spec:
+    """An SD 1.x ControlNet (control.hpp ``ControlNetBlock``: fixed 320-wide, 361 M parameters):
+    the hint encoder, the UNet's input and middle blocks, one zero conv per block."""
+    spec, _chans = _unet_input_blocks("control_model", tiny=False, hint=True)
+    for i, (inp, out) in enumerate(
+        ((3, 16), (16, 16), (16, 32), (32, 32), (32, 96), (96, 96), (96, 256), (256, 320))
+    ):
+        spec |= _conv(f"control_model.input_hint_block.{2 * i}", out, inp)
+    spec |= _conv("control_model.middle_block_out.0", 1280, 1280, 1)
+    return spec
+
+
+def sd1_spec(*, tiny: bool = True) -> Spec:
+    """SD 1.x: the UNet, CLIP-L (fixed size) and a narrow 4-channel VAE decoder."""
+    return (
+        sd1_unet_spec(tiny=tiny)
+        | clip_text_spec("cond_stage_model.transformer")
+        | kl_vae_spec(z=4, quant=True)
+    )

@@ -1,0 +1,143 @@
+"""stable-diffusion.cpp model families end to end on random weights (specs: tests/sdcpp_models.py).
+
+Each family is written in the tensor layout sd.cpp loads, as f16 safetensors and as a Q8_0 GGUF,
+and run once through ``VisionManager`` on the real bindings: text->image (twice: same seed, same
+bytes) and image->image. FLUX.2 [klein] and Wan 2.1 run in tests/test_sdcpp_backend.py.
+
+What sd.cpp (the copy stable-diffusion-cpp-python 0.4.7 ships) infers from a file, and so what
+can be small here:
+
+- FLUX.1: depth, single-block depth, hidden size and head size are read from tensor shapes
+  (flux.hpp ``FluxRunner``), so the DiT is tiny (one block each, 128 wide). Its text encoders are
+  not: CLIP-L is fixed at 12 x 768 (clip.hpp ``CLIPTextModel``: ``hidden_size = 768``,
+  ``n_layer = 12``) and T5-XXL at 24 x 4096 (t5.hpp ``num_layers = 24``); the file carries CLIP-L
+  only (123 M) and sd.cpp feeds zeros for T5 (conditioner.hpp ``FluxCLIPEmbedder``: "t5xxl text
+  encoder not found"). The VAE decoder width is inferred (auto_encoder_kl.hpp
+  ``detect_decoder_ch``); the encoder is fixed at ``ch = 128``.
+- SD 1.x: the UNet is fixed at ``model_channels = 320``, ``context_dim = 768`` (unet.hpp
+  ``UnetModelBlock``); only the layout variant is read from the tensor names (model.cpp
+  ``get_sd_version``). The smallest variant, VERSION_SD1_TINY_UNET (BK-SDM-Tiny: no middle block,
+  one res block per level), is 323 M parameters, and is what runs here.
+- SD 1.x ControlNet: fixed at 320 wide (control.hpp ``ControlNetBlock``, 361 M) and it feeds one
+  residual per block of the full UNet (unet.hpp ``controls[control_offset]``), so it runs with the
+  full 860 M UNet: the heaviest test here (about 2.3 GB of files, Q8_0 linear weights).
+
+Not run, because sd.cpp fixes their size in code (a "tiny" file would be the real model):
+
+- SDXL: UNet fixed at 320 wide with transformer depth {1, 2, 10} (unet.hpp ``sd_version_is_sdxl``
+  branch) and CLIP-G fixed at 32 x 1280 (clip.hpp ``OPEN_CLIP_VIT_BIGG_14``: 695 M); the smallest
+  variant (VERSION_SDXL_VEGA) still needs about 1.5 B parameters with both text encoders.
+- SD3 / SD3.5: the MMDiT depth starts at 24 and only grows with the file (mmdit.hpp
+  ``int64_t depth = 24`` and ``if (block_depth + 1 > depth)``), and the width is 64 x depth: 2 B
+  parameters at least.
+- Qwen-Image (+ Edit): blocks are counted from the file but every block is 24 heads x 128
+  (qwen_image.hpp ``QwenImageParams``: ``num_attention_heads = 24``, ``attention_head_dim = 128``,
+  ``joint_attention_dim = 3584``): about 350 M parameters per block, plus the Wan-type 3-D VAE.
+- Z-Image: built at full size whatever the file holds (z_image.hpp fixed hyperparameters; an
+  attempt allocated 22 GB).
+- Wan 2.1/2.2: the DiT width and depth are fixed per version (wan.hpp); the 1.3B T2V model runs as
+  Q4_0 in tests/test_sdcpp_backend.py.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import stable_diffusion_cpp  # noqa: F401  (hard import: the extra must be installed)
+from PIL import Image
+from sdcpp_models import (
+    Spec,
+    flux1_spec,
+    sd1_controlnet_spec,
+    sd1_spec,
+    write_gguf_q8,
+    write_safetensors_fast,
+)
+
+from abstractvision import VisionManager, media
+from abstractvision.backends.stable_diffusion_cpp import StableDiffusionCppVisionBackend
+
+THREADS = os.cpu_count() or 1
+
+FAMILIES: dict[str, Callable[[], Spec]] = {"sd1": sd1_spec, "flux1": flux1_spec}
+WRITERS = {"f16": (write_safetensors_fast, "safetensors"), "q8_0": (write_gguf_q8, "gguf")}
+
+
+def _png(color: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _write(spec: Spec, dtype: str, path: Path) -> Path:
+    writer, suffix = WRITERS[dtype]
+    return writer(spec, path.with_suffix(f".{suffix}"))
+
+
+@pytest.fixture
+def family_file(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """The family's model file in one weight type; each file serves one test, then goes."""
+    family, dtype = request.param
+    path = _write(FAMILIES[family](), dtype, tmp_path / family)
+    yield path
+    path.unlink()
+
+
+@pytest.mark.parametrize(
+    "family_file",
+    [(family, dtype) for family in FAMILIES for dtype in WRITERS],
+    ids=[f"{family}-{dtype}" for family in FAMILIES for dtype in WRITERS],
+    indirect=True,
+)
+def test_family_text_to_image_and_image_to_image(family_file: Path) -> None:
+    backend = StableDiffusionCppVisionBackend(model=str(family_file), n_threads=THREADS)
+    assert backend.get_capabilities().supported_tasks == ("text_to_image", "image_to_image")
+    manager = VisionManager(backend=backend)
+    args = {"width": 64, "height": 64, "steps": 2, "seed": 3, "guidance_scale": 1.0}
+    try:
+        first = manager.generate_image("a red fox", **args)
+        again = manager.generate_image("a red fox", **args)
+        # steps=3: sd.cpp keeps int(steps * strength) + 1 sigmas, and at steps=2 a flow model
+        # (FLUX) would start at sigma 1, where the init image has no weight at all.
+        edited = manager.edit_image(
+            "a red fox", _png((200, 40, 40)), strength=0.5, **{**args, "steps": 3}
+        )
+    finally:
+        backend.unload()
+    assert Image.open(io.BytesIO(first.data)).size == (64, 64)
+    assert first.metadata["seed"] == 3 and first.metadata["load_s"] > 0
+    assert again.data == first.data  # same seed, same bytes
+    assert media.decode_image(edited.data).size == (64, 64) and edited.data != first.data
+
+
+@pytest.fixture
+def controlnet_files(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """The full SD 1.x UNet and an SD 1.x ControlNet, Q8_0 (see the module docstring)."""
+    model = write_gguf_q8(sd1_spec(tiny=False), tmp_path / "sd1.gguf")
+    control = write_gguf_q8(sd1_controlnet_spec(), tmp_path / "control.gguf")
+    yield model, control
+    model.unlink()
+    control.unlink()
+
+
+def test_sd1_control_net_steers_text_to_image(controlnet_files: tuple[Path, Path]) -> None:
+    """``control_net=FILE``: control_image reaches the engine's ControlNet, and the image follows
+    it (same seed, a different control image, different bytes)."""
+    model, control = controlnet_files
+    backend = StableDiffusionCppVisionBackend(
+        model=str(model), control_net=str(control), n_threads=THREADS
+    )
+    assert backend.get_capabilities().supports_control_image
+    manager = VisionManager(backend=backend)
+    args = {"width": 64, "height": 64, "steps": 1, "seed": 5, "guidance_scale": 1.0}
+    try:
+        white = manager.generate_image("a house", control_image=_png((255, 255, 255)), **args)
+        black = manager.generate_image("a house", control_image=_png((0, 0, 0)), **args)
+    finally:
+        backend.unload()
+    assert media.decode_image(white.data).size == (64, 64)
+    assert white.data != black.data

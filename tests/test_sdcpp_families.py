@@ -33,10 +33,15 @@ Not run, because sd.cpp fixes their size in code (a "tiny" file would be the rea
 - Qwen-Image (+ Edit): blocks are counted from the file but every block is 24 heads x 128
   (qwen_image.hpp ``QwenImageParams``: ``num_attention_heads = 24``, ``attention_head_dim = 128``,
   ``joint_attention_dim = 3584``): about 350 M parameters per block, plus the Wan-type 3-D VAE.
-- Z-Image: built at full size whatever the file holds (z_image.hpp fixed hyperparameters; an
-  attempt allocated 22 GB).
-- Wan 2.1/2.2: the DiT width and depth are fixed per version (wan.hpp); the 1.3B T2V model runs as
-  Q4_0 in tests/test_sdcpp_backend.py.
+- Z-Image: built from fixed ``ZImageParams`` whatever the file holds (z_image.hpp
+  ``ZImageRunner`` passes the defaults: ``hidden_size = 3840``, ``num_layers = 30``); a 128-wide
+  file made it allocate 22 GB.
+- Wan 2.1/2.2: the block count must be 30 or 40 (wan.hpp ``GGML_ABORT("invalid num_layers(%d) of
+  wan")``) and fixes the widths (1536 / 3072 / 5120), so the smallest is the real 1.3B, which runs
+  as Q4_0 in tests/test_sdcpp_backend.py; TI2V-5B and the two A14B experts are real size only.
+
+sd.cpp keeps convolution weights in f16 (ggml_extend.hpp ``Conv2d::init_params``), so the Q8_0
+files quantize the linear weights only.
 """
 
 from __future__ import annotations

@@ -196,8 +196,8 @@ async def test_mcp_passes_the_control_image(
 
 def test_sdcpp_control_net_option(tmp_path: Path) -> None:
     """sd.cpp: control_net=FILE turns control on and reaches the bindings (control_image,
-    control_strength); a missing file is named before any worker starts. No engine run: a
-    ControlNet needs an SD 1.x model, whose sd.cpp architecture has no tiny form."""
+    control_strength); a missing file is named before any worker starts. The engine run (full
+    SD 1.x UNet + ControlNet) is tests/test_sdcpp_families.py::test_sd1_control_net_steers_text_to_image."""
     from abstractvision.backends import StableDiffusionCppVisionBackend
     from abstractvision.backends._sdcpp.config import StableDiffusionCppBackendConfig
     from abstractvision.backends._sdcpp.extras import control_inputs

@@ -32,7 +32,8 @@ Not run, because sd.cpp fixes their size in code (a "tiny" file would be the rea
   parameters at least.
 - Qwen-Image (+ Edit): blocks are counted from the file but every block is 24 heads x 128
   (qwen_image.hpp ``QwenImageParams``: ``num_attention_heads = 24``, ``attention_head_dim = 128``,
-  ``joint_attention_dim = 3584``): about 350 M parameters per block, plus the Wan-type 3-D VAE.
+  ``joint_attention_dim = 3584``): about 350 M parameters per block, and the text encoder must
+  be 3584 wide to feed ``txt_norm``: a Qwen2.5-VL whose embedding table alone is 545 M.
 - Z-Image: built from fixed ``ZImageParams`` whatever the file holds (z_image.hpp
   ``ZImageRunner`` passes the defaults: ``hidden_size = 3840``, ``num_layers = 30``); a 128-wide
   file made it allocate 22 GB.

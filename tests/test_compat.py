@@ -462,3 +462,54 @@ def test_openai_own_image_models_get_the_body_they_accept() -> None:
     assert set(gpt_t2i) == {"model", "prompt", "n", "size"} and "response_format" not in gpt_i2i
     assert dalle_t2i["response_format"] == "b64_json" and "seed" not in dalle_t2i
     assert {k: local_t2i[k] for k in asked} == asked and local_i2i["seed"] == "3"
+
+
+def test_0_3_x_batch_tools_of_make_vision_tools(tmp_path: Path) -> None:
+    """vision_*_batch tools (0.3.x names) return a list of refs; a video batch stops at the
+    first failure and names the videos already made."""
+    pytest.importorskip("abstractcore")
+    from http_servers import png
+
+    from abstractvision.artifacts import LocalAssetStore
+    from abstractvision.integrations import make_vision_tools
+
+    mp4 = b"\x00\x00\x00\x18ftypmp42"
+
+    class Old(VisionBackend):
+        def __init__(self) -> None:
+            self.seeds: list[int] = []
+
+        def generate_image(self, request):  # type: ignore[no-untyped-def]
+            self.seeds.append(request.seed)
+            return GeneratedAsset("image", png(color=(request.seed % 256, 0, 0)), "image/png")
+
+        def edit_image(self, request):  # type: ignore[no-untyped-def]
+            self.seeds.append(request.seed)
+            return GeneratedAsset("image", png(color=(0, request.seed % 256, 0)), "image/png")
+
+        def generate_video(self, request):  # type: ignore[no-untyped-def]
+            if request.seed == 9:
+                raise InvalidRequestError("seed", 9, "not this one")
+            self.seeds.append(request.seed)
+            return GeneratedAsset("video", mp4 + bytes([request.seed]), "video/mp4")
+
+        def image_to_video(self, request):  # type: ignore[no-untyped-def]
+            self.seeds.append(request.seed)
+            return GeneratedAsset("video", mp4 + bytes([request.seed]), "video/mp4")
+
+    backend = Old()
+    vm = VisionManager(backend=backend, store=LocalAssetStore(tmp_path))
+    tools = {t._tool_definition.name: t for t in make_vision_tools(vision_manager=vm)}
+    refs = tools["vision_text_to_image_batch"](prompt="cat", seeds=[4, 5])
+    assert [vm.store.load_bytes(r["$artifact"]) for r in refs] == [
+        png(color=(4, 0, 0)),
+        png(color=(5, 0, 0)),
+    ]
+    edits = tools["vision_image_to_image_batch"](prompt="hat", image_artifact=refs[0], count=2)
+    assert len(edits) == 2 and all("$artifact" in r for r in edits)
+    backend.seeds.clear()
+    videos = tools["vision_image_to_video_batch"](image_artifact=refs[0], count=2, seed=20)
+    assert len(videos) == 2 and backend.seeds == [20, 21]
+    failed = tools["vision_text_to_video_batch"](prompt="waves", seeds=[7, 9, 11])
+    assert failed["field"] == "seed" and len(failed["completed"]) == 1
+    assert tools["vision_text_to_video_batch"](prompt="w", count=99)["field"] == "count"

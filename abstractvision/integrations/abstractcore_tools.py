@@ -3,7 +3,8 @@
 Each tool is a plain function with typed arguments (AbstractCore builds its JSON schema from the
 signature) that runs through ``abstractvision.tools.dispatch``: the same validation, image-input
 resolution (artifact refs, data URLs, base64) and small results as the MCP tools. A tool returns an
-artifact ref (or ``{images: [...]}`` for a batch); a bad argument comes back as
+artifact ref (or ``{images: [...]}`` for count > 1; the 0.3.x ``*_batch`` tools return a list of
+refs); a bad argument comes back as
 ``{"error", "field", "value", "limit"}`` for the model to fix. Only the tasks the manager's backend
 (and ``model_id`` in the registry, when given) can run are returned.
 """
@@ -39,6 +40,11 @@ def _clean(args: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in args.items() if v is not None and v != []}
 
 
+def _as_list(out: dict[str, Any]) -> Any:
+    """A batch tool's answer: the list of refs (0.3.x shape), or the error for the model."""
+    return out if "error" in out else out.get("images", [out])
+
+
 def _image(ref: Any, b64: str | None) -> Any:
     """0.3.x tools took ``*_artifact`` (a ref) or ``*_b64``; dispatch resolves either."""
     return ref if ref is not None else b64
@@ -67,6 +73,25 @@ def make_vision_tools(
     def run(task: Task, args: dict[str, Any]) -> dict[str, Any]:
         return dispatch(vm, task.value, _clean(args))
 
+    def run_each(task: Task, args: dict[str, Any]) -> Any:
+        """A 0.3.x video batch: one call per seed (``seeds``, else ``count`` from ``seed`` on);
+        stops at the first error, which names the videos already made (``completed``)."""
+        from ..compat import batch_seeds
+        from ..errors import InvalidRequestError
+
+        count, seeds = args.pop("count"), args.pop("seeds")
+        try:
+            planned = batch_seeds(count, seeds, args.get("seed"))
+        except InvalidRequestError as exc:
+            return {"error": str(exc), "field": exc.field, "value": exc.value, "limit": exc.limit}
+        done: list[dict[str, Any]] = []
+        for seed in planned:
+            out = run(task, {**args, "seed": seed})
+            if "error" in out:
+                return {**out, "completed": done}
+            done.append(out)
+        return done
+
     tools: list[Callable[..., Any]] = []
 
     if Task.TEXT_TO_IMAGE in tasks:
@@ -87,6 +112,24 @@ def make_vision_tools(
             return run(Task.TEXT_TO_IMAGE, _call_args(vision_text_to_image, locals()))
 
         tools.append(vision_text_to_image)
+
+        @tool(name="vision_text_to_image_batch", tags=["vision", "image", "batch"])
+        def vision_text_to_image_batch(
+            prompt: str,
+            count: int | None = None,
+            seeds: list[int] | None = None,
+            negative_prompt: str | None = None,
+            width: int | None = None,
+            height: int | None = None,
+            steps: int | None = None,
+            guidance_scale: float | None = None,
+            seed: int | None = None,
+        ) -> Any:
+            """Several images of one prompt (count, or one per seed); a list of artifact refs."""
+            args = _call_args(vision_text_to_image_batch, locals())
+            return _as_list(run(Task.TEXT_TO_IMAGE, args))
+
+        tools.append(vision_text_to_image_batch)
 
     if Task.IMAGE_TO_IMAGE in tasks:
 
@@ -110,6 +153,26 @@ def make_vision_tools(
             return run(Task.IMAGE_TO_IMAGE, args)
 
         tools.append(vision_image_to_image)
+
+        @tool(name="vision_image_to_image_batch", tags=["vision", "image", "edit", "batch"])
+        def vision_image_to_image_batch(
+            prompt: str,
+            image_artifact: dict[str, Any] | None = None,
+            image_b64: str | None = None,
+            count: int | None = None,
+            seeds: list[int] | None = None,
+            negative_prompt: str | None = None,
+            strength: float | None = None,
+            steps: int | None = None,
+            guidance_scale: float | None = None,
+            seed: int | None = None,
+        ) -> Any:
+            """Several edits of one image (count, or one per seed); a list of artifact refs."""
+            args = _call_args(vision_image_to_image_batch, locals())
+            args["image"] = _image(args.pop("image_artifact"), args.pop("image_b64"))
+            return _as_list(run(Task.IMAGE_TO_IMAGE, args))
+
+        tools.append(vision_image_to_image_batch)
 
     if Task.MULTI_VIEW_IMAGE in tasks:
 
@@ -147,6 +210,24 @@ def make_vision_tools(
 
         tools.append(vision_text_to_video)
 
+        @tool(name="vision_text_to_video_batch", tags=["vision", "video", "batch"])
+        def vision_text_to_video_batch(
+            prompt: str,
+            count: int | None = None,
+            seeds: list[int] | None = None,
+            negative_prompt: str | None = None,
+            width: int | None = None,
+            height: int | None = None,
+            num_frames: int | None = None,
+            fps: int | None = None,
+            steps: int | None = None,
+            seed: int | None = None,
+        ) -> Any:
+            """Several videos of one prompt (count, or one per seed); a list of artifact refs."""
+            return run_each(Task.TEXT_TO_VIDEO, _call_args(vision_text_to_video_batch, locals()))
+
+        tools.append(vision_text_to_video_batch)
+
     if Task.IMAGE_TO_VIDEO in tasks:
 
         @tool(name="vision_image_to_video", tags=["vision", "video"])
@@ -165,6 +246,25 @@ def make_vision_tools(
             return run(Task.IMAGE_TO_VIDEO, args)
 
         tools.append(vision_image_to_video)
+
+        @tool(name="vision_image_to_video_batch", tags=["vision", "video", "batch"])
+        def vision_image_to_video_batch(
+            image_artifact: dict[str, Any] | None = None,
+            image_b64: str | None = None,
+            prompt: str | None = None,
+            count: int | None = None,
+            seeds: list[int] | None = None,
+            num_frames: int | None = None,
+            fps: int | None = None,
+            steps: int | None = None,
+            seed: int | None = None,
+        ) -> Any:
+            """Several videos from one image (count, or one per seed); a list of artifact refs."""
+            args = _call_args(vision_image_to_video_batch, locals())
+            args["image"] = _image(args.pop("image_artifact"), args.pop("image_b64"))
+            return run_each(Task.IMAGE_TO_VIDEO, args)
+
+        tools.append(vision_image_to_video_batch)
 
     upscale = getattr(Task, "IMAGE_UPSCALE", None)
     if upscale is not None and upscale in tasks:

@@ -2,7 +2,8 @@
 
 Each family is written in the tensor layout sd.cpp loads, as f16 safetensors and as a Q8_0 GGUF,
 and run once through ``VisionManager`` on the real bindings: text->image (twice: same seed, same
-bytes) and image->image. FLUX.2 [klein] and Wan 2.1 run in tests/test_sdcpp_backend.py.
+bytes) and image->image. FLUX.2 [klein] (f16, every task) and Wan 2.1 (Q4_0) run in
+tests/test_sdcpp_backend.py; klein's Q8_0 form runs here.
 
 What sd.cpp (the copy stable-diffusion-cpp-python 0.4.7 ships) infers from a file, and so what
 can be small here:
@@ -58,6 +59,7 @@ from PIL import Image
 from sdcpp_models import (
     Spec,
     flux1_spec,
+    load_spec,
     sd1_controlnet_spec,
     sd1_spec,
     write_gguf_q8,
@@ -71,6 +73,7 @@ THREADS = os.cpu_count() or 1
 
 FAMILIES: dict[str, Callable[[], Spec]] = {"sd1": sd1_spec, "flux1": flux1_spec}
 WRITERS = {"f16": (write_safetensors_fast, "safetensors"), "q8_0": (write_gguf_q8, "gguf")}
+RUNS = [(family, dtype) for family in FAMILIES for dtype in WRITERS]
 
 
 def _png(color: tuple[int, int, int]) -> bytes:
@@ -95,8 +98,8 @@ def family_file(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path
 
 @pytest.mark.parametrize(
     "family_file",
-    [(family, dtype) for family in FAMILIES for dtype in WRITERS],
-    ids=[f"{family}-{dtype}" for family in FAMILIES for dtype in WRITERS],
+    RUNS,
+    ids=[f"{family}-{dtype}" for family, dtype in RUNS],
     indirect=True,
 )
 def test_family_text_to_image_and_image_to_image(family_file: Path) -> None:
@@ -118,6 +121,20 @@ def test_family_text_to_image_and_image_to_image(family_file: Path) -> None:
     assert first.metadata["seed"] == 3 and first.metadata["load_s"] > 0
     assert again.data == first.data  # same seed, same bytes
     assert media.decode_image(edited.data).size == (64, 64) and edited.data != first.data
+
+
+def test_klein_q8_0_text_to_image(tmp_path: Path) -> None:
+    """FLUX.2 [klein] as Q8_0 (its f16 file runs every task in tests/test_sdcpp_backend.py)."""
+    spec = {**load_spec("klein_spec"), **load_spec("klein_vae_encoder_spec")}
+    path = write_gguf_q8(spec, tmp_path / "klein.gguf")
+    backend = StableDiffusionCppVisionBackend(model=str(path), n_threads=THREADS)
+    try:
+        asset = VisionManager(backend=backend).generate_image(
+            "a red fox", width=64, height=64, steps=1, seed=2, guidance_scale=1.0
+        )
+    finally:
+        backend.unload()
+    assert media.decode_image(asset.data).size == (64, 64) and asset.metadata["load_s"] > 0
 
 
 @pytest.fixture

@@ -104,6 +104,9 @@ def _configure_task(task: Task) -> Callable[[argparse.ArgumentParser], None]:
             elif kind in ("integer", "number"):
                 options["type"] = int if kind == "integer" else float
             parser.add_argument(flag, **options)
+        if task in _VIDEO_BATCH:  # several videos: VisionManager.generate_video_batch & co
+            parser.add_argument("--count", type=int, help="videos to make (seed, seed+1, ...)")
+            parser.add_argument("--seeds", nargs="+", type=int, metavar="N", help="one per seed")
         parser.add_argument("--extra", action="append", default=[], metavar="K=V")
         add_backend_flags(parser)
         out = parser.add_mutually_exclusive_group()
@@ -179,6 +182,24 @@ def _write_all(
     return rows
 
 
+_VIDEO_BATCH = {
+    Task.TEXT_TO_VIDEO: "generate_video_batch",
+    Task.IMAGE_TO_VIDEO: "image_to_video_batch",
+}
+
+
+def _run(
+    vm: VisionManager, args: argparse.Namespace, params: dict[str, Any], control: GenerationControl
+) -> Any:
+    """One request, or a video batch when ``--count`` / ``--seeds`` are given for a video task."""
+    method = _VIDEO_BATCH.get(args.task)
+    if method is None or (args.count is None and not args.seeds):
+        return vm.run(args.task, params, control=control)
+    first = params.pop("prompt" if args.task is Task.TEXT_TO_VIDEO else "image")
+    run = getattr(vm, method)
+    return run(first, count=args.count, seeds=args.seeds, control=control, **params)
+
+
 def _run_task(args: argparse.Namespace) -> int:
     try:
         return _generate(args)
@@ -211,7 +232,7 @@ def _generate(args: argparse.Namespace) -> int:
     control = GenerationControl(bar)
     try:
         with cli_models.cancel_on_interrupt(control):
-            result = build_manager(args, store).run(args.task, params, control=control)
+            result = _run(build_manager(args, store), args, params, control)
     except GenerationCancelledError:
         if bar is not None:
             bar.close()

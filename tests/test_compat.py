@@ -513,3 +513,34 @@ def test_0_3_x_batch_tools_of_make_vision_tools(tmp_path: Path) -> None:
     failed = tools["vision_text_to_video_batch"](prompt="waves", seeds=[7, 9, 11])
     assert failed["field"] == "seed" and len(failed["completed"]) == 1
     assert tools["vision_text_to_video_batch"](prompt="w", count=99)["field"] == "count"
+
+
+def test_0_3_x_video_batch_on_the_command_line(tmp_path: Path) -> None:
+    """t2v --count / --seeds (0.3.x) make one video per seed, each written to its own file."""
+    import base64
+
+    from http_servers import serving
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from abstractvision.cli import main
+
+    seeds: list[int] = []
+
+    async def video(request: Request) -> JSONResponse:
+        seeds.append((await request.json())["seed"])
+        mp4 = b"\x00\x00\x00\x18ftypmp42" + bytes([seeds[-1]])
+        return JSONResponse({"data": [{"b64_json": base64.b64encode(mp4).decode()}]})
+
+    with serving(Starlette(routes=[Route("/v1/t2v", video, methods=["POST"])])) as base:
+        argv = ["t2v", "waves", "--backend", "openai", "--model", "wan"]
+        argv += ["--backend-option", f"base_url={base}/v1"]
+        argv += ["--backend-option", 'sync_video_paths={"text_to_video": "/t2v"}']
+        assert main([*argv, "--seeds", "5,6", "-o", str(tmp_path / "a" / "w.mp4")]) == 0
+        assert main([*argv, "--count", "2", "--seed", "8", "-o", str(tmp_path / "b.mp4")]) == 0
+    assert seeds == [5, 6, 8, 9]
+    written = sorted((tmp_path / "a").iterdir())
+    assert [p.read_bytes()[-1] for p in written] == [5, 6]
+    assert len(list(tmp_path.glob("b-*.mp4"))) == 2

@@ -228,11 +228,24 @@ def kl_vae_spec(
     return spec
 
 
-def flux1_dit_spec(*, hidden: int = 128, depth: int = 1, single: int = 1) -> Spec:
-    """FLUX.1 [schnell]-type DiT (no guidance_in). flux.hpp infers depth, single depth, hidden
-    size (``txt_in``) and head size (``key_norm``); the RoPE axes (16, 56, 56) fix the head at 128."""
+def flux1_dit_spec(
+    *,
+    hidden: int = 128,
+    depth: int = 1,
+    single: int = 1,
+    guidance: bool = False,
+    fill: bool = False,
+) -> Spec:
+    """FLUX.1 DiT: [schnell] by default, [dev]/Kontext with ``guidance`` (a ``guidance_in``
+    embedder), Fill with ``fill`` (384 input channels: latent + masked image + mask, which is
+    how model.cpp tells VERSION_FLUX_FILL). flux.hpp infers depth, single depth, hidden size
+    (``txt_in``) and head size (``key_norm``); the RoPE axes (16, 56, 56) fix the head at 128."""
     p, head, mlp = "model.diffusion_model", 128, 4 * hidden
-    spec: Spec = _linear(f"{p}.img_in", hidden, 64) | _linear(f"{p}.txt_in", hidden, 4096)
+    spec: Spec = _linear(f"{p}.img_in", hidden, 384 if fill else 64)
+    spec |= _linear(f"{p}.txt_in", hidden, 4096)
+    if guidance:
+        spec |= _linear(f"{p}.guidance_in.in_layer", hidden, 256)
+        spec |= _linear(f"{p}.guidance_in.out_layer", hidden, hidden)
     for emb, inp in (("time_in", 256), ("vector_in", 768)):
         spec |= _linear(f"{p}.{emb}.in_layer", hidden, inp)
         spec |= _linear(f"{p}.{emb}.out_layer", hidden, hidden)
@@ -257,10 +270,11 @@ def flux1_dit_spec(*, hidden: int = 128, depth: int = 1, single: int = 1) -> Spe
     return spec
 
 
-def flux1_spec() -> Spec:
+def flux1_spec(**dit: bool) -> Spec:
     """FLUX.1: tiny DiT, CLIP-L (the pooled vector; no T5: sd.cpp feeds zeros, conditioner.hpp
     FluxCLIPEmbedder), a narrow 16-channel VAE decoder and the fixed-size encoder."""
-    return flux1_dit_spec() | clip_text_spec("text_encoders.clip_l.transformer") | kl_vae_spec(z=16)
+    text = clip_text_spec("text_encoders.clip_l.transformer")
+    return flux1_dit_spec(**dit) | text | kl_vae_spec(z=16)
 
 
 _Q8_BYTES = 34  # Q8_0 block: 2 bytes f16 scale + 32 int8 values

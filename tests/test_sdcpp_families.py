@@ -123,6 +123,48 @@ def test_family_text_to_image_and_image_to_image(family_file: Path) -> None:
     assert media.decode_image(edited.data).size == (64, 64) and edited.data != first.data
 
 
+def _tiny_flux1(tmp_path: Path, name: str, **dit: bool) -> Path:
+    return write_safetensors_fast(flux1_spec(**dit), tmp_path / f"{name}.safetensors")
+
+
+def test_flux1_kontext_edits_with_the_image_as_reference(tmp_path: Path) -> None:
+    """FLUX.1 Kontext has the [dev] layout (``guidance_in``), so nothing in the file says it
+    edits by reference: the config's ``edit_mode="reference"`` sends the image as sd.cpp's
+    ``ref_images`` (Kontext's path); the ``guidance`` extra reaches the distilled guidance."""
+    path = _tiny_flux1(tmp_path, "kontext", guidance=True)
+    backend = StableDiffusionCppVisionBackend(
+        model=str(path), n_threads=THREADS, edit_mode="reference"
+    )
+    manager = VisionManager(backend=backend)
+    args = {"steps": 2, "seed": 4, "guidance_scale": 1.0, "extra": {"guidance": 2.5}}
+    try:
+        red = manager.edit_image("make it blue", _png((200, 40, 40)), **args)
+        green = manager.edit_image("make it blue", _png((40, 200, 40)), **args)
+    finally:
+        backend.unload()
+    assert media.decode_image(red.data).size == (64, 64)
+    assert red.data != green.data  # the reference image conditions the result
+
+
+def test_flux1_fill_inpaints_under_the_mask(tmp_path: Path) -> None:
+    """FLUX.1 Fill (384 input channels): image + mask go to the model as conditioning."""
+    path = _tiny_flux1(tmp_path, "fill", fill=True)
+    backend = StableDiffusionCppVisionBackend(model=str(path), n_threads=THREADS)
+    manager = VisionManager(backend=backend)
+    args = {"strength": 1.0, "steps": 2, "seed": 1, "guidance_scale": 1.0}
+    results = []
+    try:
+        for fill in (0, 255):
+            mask = io.BytesIO()
+            Image.new("L", (64, 64), fill).save(mask, format="PNG")
+            image = _png((30, 160, 60))
+            results.append(manager.edit_image("a fox", image, mask=mask.getvalue(), **args))
+    finally:
+        backend.unload()
+    assert all(media.decode_image(r.data).size == (64, 64) for r in results)
+    assert results[0].data != results[1].data
+
+
 def test_klein_q8_0_text_to_image(tmp_path: Path) -> None:
     """FLUX.2 [klein] as Q8_0 (its f16 file runs every task in tests/test_sdcpp_backend.py)."""
     spec = {**load_spec("klein_spec"), **load_spec("klein_vae_encoder_spec")}

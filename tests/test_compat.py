@@ -468,6 +468,8 @@ def test_0_3_x_batch_tools_of_make_vision_tools(tmp_path: Path) -> None:
     """vision_*_batch tools (0.3.x names) return a list of refs; a video batch stops at the
     first failure and names the videos already made."""
     pytest.importorskip("abstractcore")
+    import base64
+
     from http_servers import png
 
     from abstractvision.artifacts import LocalAssetStore
@@ -478,6 +480,7 @@ def test_0_3_x_batch_tools_of_make_vision_tools(tmp_path: Path) -> None:
     class Old(VisionBackend):
         def __init__(self) -> None:
             self.seeds: list[int] = []
+            self.edits: list[object] = []
 
         def generate_image(self, request):  # type: ignore[no-untyped-def]
             self.seeds.append(request.seed)
@@ -485,6 +488,7 @@ def test_0_3_x_batch_tools_of_make_vision_tools(tmp_path: Path) -> None:
 
         def edit_image(self, request):  # type: ignore[no-untyped-def]
             self.seeds.append(request.seed)
+            self.edits.append(request)
             return GeneratedAsset("image", png(color=(0, request.seed % 256, 0)), "image/png")
 
         def generate_video(self, request):  # type: ignore[no-untyped-def]
@@ -505,8 +509,17 @@ def test_0_3_x_batch_tools_of_make_vision_tools(tmp_path: Path) -> None:
         png(color=(4, 0, 0)),
         png(color=(5, 0, 0)),
     ]
-    edits = tools["vision_image_to_image_batch"](prompt="hat", image_artifact=refs[0], count=2)
+    edits = tools["vision_image_to_image_batch"](
+        prompt="hat",
+        image_artifact=refs[0],
+        count=2,
+        reference_images=[refs[1], {"b64": base64.b64encode(png()).decode()}],
+        lora_adapters=[{"source": "org/style", "scale": 0.7}],
+    )
     assert len(edits) == 2 and all("$artifact" in r for r in edits)
+    edit = backend.edits[0]
+    assert edit.reference_images == (png(color=(5, 0, 0)), png())  # type: ignore[attr-defined]
+    assert edit.extra == {"loras": [{"source": "org/style", "weight": 0.7}]}  # type: ignore[attr-defined]
     backend.seeds.clear()
     videos = tools["vision_image_to_video_batch"](image_artifact=refs[0], count=2, seed=20)
     assert len(videos) == 2 and backend.seeds == [20, 21]

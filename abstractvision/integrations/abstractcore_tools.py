@@ -45,6 +45,22 @@ def _as_list(out: dict[str, Any]) -> Any:
     return out if "error" in out else out.get("images", [out])
 
 
+def _legacy_inputs(args: dict[str, Any]) -> dict[str, Any]:
+    """0.3.x tool arguments: ``reference_images`` items may be ``{"b64": ...}``;
+    ``lora_adapters`` ({source, scale} items) become ``extra.loras``."""
+    refs = args.pop("reference_images", None)
+    if refs:
+        args["reference_images"] = [
+            r["b64"] if isinstance(r, dict) and "b64" in r else r for r in refs
+        ]
+    adapters = args.pop("lora_adapters", None)
+    if adapters:
+        from ..compat import legacy_extra
+
+        args["extra"] = legacy_extra(None, adapters)
+    return args
+
+
 def _image(ref: Any, b64: str | None) -> Any:
     """0.3.x tools took ``*_artifact`` (a ref) or ``*_b64``; dispatch resolves either."""
     return ref if ref is not None else b64
@@ -107,9 +123,11 @@ def make_vision_tools(
             seed: int | None = None,
             count: int | None = None,
             seeds: list[int] | None = None,
+            lora_adapters: list[dict[str, Any]] | None = None,
         ) -> dict[str, Any]:
             """Generate image(s) from a text prompt; returns an artifact ref ({images} if count > 1)."""
-            return run(Task.TEXT_TO_IMAGE, _call_args(vision_text_to_image, locals()))
+            args = _legacy_inputs(_call_args(vision_text_to_image, locals()))
+            return run(Task.TEXT_TO_IMAGE, args)
 
         tools.append(vision_text_to_image)
 
@@ -124,9 +142,10 @@ def make_vision_tools(
             steps: int | None = None,
             guidance_scale: float | None = None,
             seed: int | None = None,
+            lora_adapters: list[dict[str, Any]] | None = None,
         ) -> Any:
             """Several images of one prompt (count, or one per seed); a list of artifact refs."""
-            args = _call_args(vision_text_to_image_batch, locals())
+            args = _legacy_inputs(_call_args(vision_text_to_image_batch, locals()))
             return _as_list(run(Task.TEXT_TO_IMAGE, args))
 
         tools.append(vision_text_to_image_batch)
@@ -145,9 +164,13 @@ def make_vision_tools(
             steps: int | None = None,
             guidance_scale: float | None = None,
             seed: int | None = None,
+            reference_images: list[Any] | None = None,
+            lora_adapters: list[dict[str, Any]] | None = None,
         ) -> dict[str, Any]:
-            """Edit an image (artifact ref or base64) with a prompt; an optional mask limits it."""
-            args = _call_args(vision_image_to_image, locals())
+            """Edit an image (artifact ref or base64) with a prompt; an optional mask limits it;
+            reference_images (refs or base64) for models that combine images; lora_adapters:
+            [{source, scale}] from vision_list_adapters."""
+            args = _legacy_inputs(_call_args(vision_image_to_image, locals()))
             args["image"] = _image(args.pop("image_artifact"), args.pop("image_b64"))
             args["mask"] = _image(args.pop("mask_artifact"), args.pop("mask_b64"))
             return run(Task.IMAGE_TO_IMAGE, args)
@@ -166,9 +189,11 @@ def make_vision_tools(
             steps: int | None = None,
             guidance_scale: float | None = None,
             seed: int | None = None,
+            reference_images: list[Any] | None = None,
+            lora_adapters: list[dict[str, Any]] | None = None,
         ) -> Any:
             """Several edits of one image (count, or one per seed); a list of artifact refs."""
-            args = _call_args(vision_image_to_image_batch, locals())
+            args = _legacy_inputs(_call_args(vision_image_to_image_batch, locals()))
             args["image"] = _image(args.pop("image_artifact"), args.pop("image_b64"))
             return _as_list(run(Task.IMAGE_TO_IMAGE, args))
 

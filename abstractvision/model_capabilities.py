@@ -167,6 +167,9 @@ class SdcppEngine(_Frozen):
     files: Annotated[list[SdcppFile], Field(min_length=1)]
     # role -> published file (read by ``abstractvision pull --engine sdcpp``)
     sources: dict[SdcppFile, SdcppSource] = Field(default_factory=dict)
+    # "reference": image_to_image sends the image as a reference, not an init image. Only for
+    # models whose files cannot say so (FLUX.1 Kontext has the FLUX.1 [dev] layout).
+    edit_mode: Literal["auto", "reference"] = "auto"
 
     @model_validator(mode="after")
     def _unique(self) -> SdcppEngine:

@@ -128,22 +128,30 @@ def _tiny_flux1(tmp_path: Path, name: str, **dit: bool) -> Path:
 
 
 def test_flux1_kontext_edits_with_the_image_as_reference(tmp_path: Path) -> None:
-    """FLUX.1 Kontext has the [dev] layout (``guidance_in``), so nothing in the file says it
-    edits by reference: the config's ``edit_mode="reference"`` sends the image as sd.cpp's
-    ``ref_images`` (Kontext's path); the ``guidance`` extra reaches the distilled guidance."""
+    """FLUX.1 Kontext has the [dev] layout (``guidance_in``), so nothing in its file says it edits
+    by reference; the registry does (``engines.sdcpp.edit_mode``), and a backend serving that id
+    sends the image as sd.cpp's ``ref_images`` (Kontext's path), not as an init image. The
+    ``guidance`` extra reaches the distilled guidance embedder."""
     path = _tiny_flux1(tmp_path, "kontext", guidance=True)
     backend = StableDiffusionCppVisionBackend(
-        model=str(path), n_threads=THREADS, edit_mode="reference"
+        model=str(path), n_threads=THREADS, model_name="black-forest-labs/FLUX.1-Kontext-dev"
     )
     manager = VisionManager(backend=backend)
-    args = {"steps": 2, "seed": 4, "guidance_scale": 1.0, "extra": {"guidance": 2.5}}
+    args = {"steps": 2, "seed": 4, "guidance_scale": 1.0}
+
+    def edit(color: tuple[int, int, int], **extra: object) -> bytes:
+        extra = {"guidance": 2.5, **extra}
+        return manager.edit_image("make it blue", _png(color), extra=extra, **args).data
+
     try:
-        red = manager.edit_image("make it blue", _png((200, 40, 40)), **args)
-        green = manager.edit_image("make it blue", _png((40, 200, 40)), **args)
+        red, green = edit((200, 40, 40)), edit((40, 200, 40))
+        as_reference = edit((200, 40, 40), edit_mode="reference")
+        as_init = edit((200, 40, 40), edit_mode="init")
     finally:
         backend.unload()
-    assert media.decode_image(red.data).size == (64, 64)
-    assert red.data != green.data  # the reference image conditions the result
+    assert media.decode_image(red).size == (64, 64)
+    assert red != green  # the reference image conditions the result
+    assert red == as_reference and red != as_init
 
 
 def test_flux1_fill_inpaints_under_the_mask(tmp_path: Path) -> None:

@@ -94,7 +94,7 @@ class StableDiffusionCppVisionBackend(VisionBackend):
 
     def _takes_references(self) -> bool:
         if self._references is None:
-            self._references = options.takes_references(self.config.files())
+            self._references = options.takes_references(self.config.files(), self.model_name)
         return self._references
 
     @property

@@ -181,10 +181,21 @@ def guess_kind(files: Mapping[str, str]) -> str | None:
     return "video" if video else "image"
 
 
-def takes_references(files: Mapping[str, str]) -> bool:
-    """Edit models that condition on reference images: FLUX.2, Qwen-Image-Edit (vision LLM)."""
-    if files.get("llm_vision"):
+def takes_references(files: Mapping[str, str], model_name: str | None = None) -> bool:
+    """Edit models that condition on reference images: FLUX.2, Qwen-Image-Edit (vision LLM), and
+    models the registry marks (FLUX.1 Kontext: its files have the FLUX.1 [dev] layout)."""
+    if files.get("llm_vision") or _registry_says_reference(model_name):
         return True
     main = files.get("diffusion_model") or files.get("model")
     names = tensor_names(main) if main and os.path.isfile(main) else None
     return bool(names) and any("double_stream_modulation_img" in n for n in names)
+
+
+def _registry_says_reference(model_name: str | None) -> bool:
+    from ...model_capabilities import VisionModelCapabilitiesRegistry
+
+    registry = VisionModelCapabilitiesRegistry()
+    if not model_name or model_name not in registry:
+        return False
+    sdcpp = registry.get(model_name).engines.sdcpp
+    return sdcpp is not None and sdcpp.edit_mode == "reference"

@@ -40,7 +40,8 @@ Not run, because sd.cpp fixes their size in code (a "tiny" file would be the rea
   file made it allocate 22 GB.
 - Wan 2.1/2.2: the block count must be 30 or 40 (wan.hpp ``GGML_ABORT("invalid num_layers(%d) of
   wan")``) and fixes the widths (1536 / 3072 / 5120), so the smallest is the real 1.3B, which runs
-  as Q4_0 in tests/test_sdcpp_backend.py; TI2V-5B and the two A14B experts are real size only.
+  as Q4_0 in tests/test_sdcpp_backend.py; the Wan 2.2 A14B two-expert switch runs here on two
+  1.3B-sized experts; TI2V-5B (30 x 3072) and the real 40 x 5120 experts are real size only.
 
 sd.cpp keeps convolution weights in f16 (ggml_extend.hpp ``Conv2d::init_params``), so the Q8_0
 files quantize the linear weights only.
@@ -62,12 +63,15 @@ from sdcpp_models import (
     load_spec,
     sd1_controlnet_spec,
     sd1_spec,
+    write_gguf_q4,
     write_gguf_q8,
+    write_safetensors,
     write_safetensors_fast,
 )
 
 from abstractvision import VisionManager, media
 from abstractvision.backends.stable_diffusion_cpp import StableDiffusionCppVisionBackend
+from abstractvision.control import ProgressEvent
 
 THREADS = os.cpu_count() or 1
 
@@ -214,3 +218,36 @@ def test_sd1_control_net_steers_text_to_image(controlnet_files: tuple[Path, Path
         backend.unload()
     assert media.decode_image(white.data).size == (64, 64)
     assert white.data != black.data
+
+
+def test_wan22_two_experts_switch_mid_run(tmp_path: Path) -> None:
+    """Wan 2.2 A14B's layout: a high-noise and a low-noise expert (``high_noise_diffusion_model``
+    + ``diffusion_model``); sd.cpp runs the first steps on the high-noise one and switches. The
+    experts here are 1.3B-sized (Q4_0): sd.cpp accepts only 30 or 40 blocks, at fixed widths."""
+    spec = load_spec("wan_dit_spec")
+    low = write_gguf_q4(spec, tmp_path / "low.gguf")
+    bare = {name.removeprefix("model.diffusion_model."): shape for name, shape in spec.items()}
+    high = write_gguf_q4(bare, tmp_path / "high.gguf", seed=1)  # sd.cpp prefixes bare names
+    tae = write_safetensors(load_spec("wan_tae_spec"), tmp_path / "taew2_1.safetensors")
+    backend = StableDiffusionCppVisionBackend(
+        diffusion_model=str(low), high_noise_diffusion_model=str(high), taesd=str(tae),
+        n_threads=THREADS, fps=8,
+    )  # fmt: skip
+    assert backend.get_capabilities().supported_tasks == ("text_to_video", "image_to_video")
+    events: list[ProgressEvent] = []
+    try:
+        asset = VisionManager(backend=backend).generate_video(
+            "a fox running", num_frames=5, width=64, height=64, steps=2, seed=1,
+            on_progress=events.append,
+        )  # fmt: skip
+    finally:
+        backend.unload()
+    info = media.video_info(asset.data)
+    assert (info.width, info.height, info.n_frames) == (64, 64, 5)
+    assert set(asset.metadata["files"]) == {
+        "diffusion_model",
+        "high_noise_diffusion_model",
+        "taesd",
+    }
+    # one step on each expert, counted as one run
+    assert [(e.step, e.total) for e in events] == [(1, 2), (2, 2)]

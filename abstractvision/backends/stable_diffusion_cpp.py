@@ -275,12 +275,18 @@ class StableDiffusionCppVisionBackend(VisionBackend):
         kwargs.update(inputs)
         guidance = kwargs.get("cfg_scale")
         steps = kwargs["sample_steps"]
-        reported: set[int] = set()
+        expected = steps if cfg.high_noise_diffusion_model else 0
+        phase = {"offset": 0, "last": 0}
 
         def progress(step: int, total: int) -> None:
-            if step >= 1 and step not in reported:  # the engine also reports step 0
-                reported.add(step)
-                control.report(step, total)
+            # The engine counts each sampling phase from step 0 (two Wan 2.2 experts: the
+            # high-noise steps, then the low-noise ones); the count goes on across phases.
+            if step == 0 and phase["last"]:
+                phase["offset"], phase["last"] = phase["offset"] + phase["last"], 0
+            if step > phase["last"]:
+                phase["last"] = step
+                done = phase["offset"] + step
+                control.report(done, max(phase["offset"] + total, expected))
 
         with self._lock:
             worker, load_s = self._guarded(self._ensure_worker, control, "loading")

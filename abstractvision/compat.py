@@ -374,16 +374,74 @@ def permissive_capabilities(backend: Any) -> Any:
     return VisionBackendCapabilities(supported_tasks=tasks, extra_keys=AnyKeys())
 
 
+# 0.3.x progress hooks a host puts in ``extra`` when it calls a backend itself (AbstractCore's
+# server jobs do): ``progress_callback(step, total)``, ``on_progress(event)``.
+PROGRESS_HOOKS = ("on_progress", "progress_callback", "progress_event_callback")
+
+
+def progress_forwarder(hooks: Mapping[str, Any]) -> Callable[[Any], None]:
+    """A ``GenerationControl`` callback that reports each ``ProgressEvent`` to 0.3.x hooks.
+
+    ``on_progress`` / ``progress_event_callback`` get an event with ``phase``, ``step``,
+    ``total_steps``, ``progress`` and ``message`` attributes (0.3.x's event names)."""
+    from types import SimpleNamespace
+
+    steps = hooks.get("progress_callback")
+    events = [
+        hooks[k] for k in ("on_progress", "progress_event_callback") if callable(hooks.get(k))
+    ]
+
+    def forward(event: Any) -> None:
+        if callable(steps):
+            steps(event.step, event.total)
+        if events:
+            old = SimpleNamespace(
+                phase="denoise",
+                step=event.step,
+                total_steps=event.total,
+                progress=event.fraction,
+                message=event.message,
+            )
+            for callback in events:
+                callback(old)
+
+    return forward
+
+
+def _with_progress_hooks(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A task method that takes 0.3.x progress hooks out of ``request.extra`` (an engine would
+    refuse the unknown keys) and, when the caller gave no control, reports progress to them."""
+    import dataclasses
+
+    @functools.wraps(fn)
+    def method(self: Any, request: Any, *, control: Any = None, **kwargs: Any) -> Any:
+        extra = getattr(request, "extra", None)
+        if extra and any(k in extra for k in PROGRESS_HOOKS):
+            hooks = {k: extra[k] for k in PROGRESS_HOOKS if k in extra}
+            rest = {k: v for k, v in extra.items() if k not in hooks}
+            request = dataclasses.replace(request, extra=rest)
+            if control is None:
+                from .control import GenerationControl
+
+                control = GenerationControl(progress_forwarder(hooks))
+        return fn(self, request, control=control, **kwargs)
+
+    return method
+
+
 def adapt_legacy_backend(cls: type) -> None:
     """Called for every VisionBackend subclass: a 0.3.x one (task methods without ``control``)
     gets wrappers that take ``control``; its capabilities accept any extra key, and a
-    ``get_capabilities`` returning None (0.3.x: no constraints) gives the permissive default."""
+    ``get_capabilities`` returning None (0.3.x: no constraints) gives the permissive default.
+    A current one's task methods take 0.3.x progress hooks out of ``extra``."""
     legacy = False
     for name, task in _TASK_OF_METHOD.items():
         fn = cls.__dict__.get(name)
         if callable(fn) and not _takes_control(fn):
-            setattr(cls, name, _without_control(fn, task))
+            setattr(cls, name, _without_control(fn, task))  # it reads its own hooks in extra
             legacy = True
+        elif callable(fn):
+            setattr(cls, name, _with_progress_hooks(fn))
     caps_fn = cls.__dict__.get("get_capabilities")
     if not legacy or not callable(caps_fn):
         return

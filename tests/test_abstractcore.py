@@ -204,3 +204,30 @@ def test_upscale_image_through_abstractcore(tmp_path) -> None:  # type: ignore[n
     )
     out = llm.vision.upscale_image(png(), resolution="4x", steps=2, seed=3)
     assert out.startswith(PNG) and image_size(out) == (256, 256)
+
+
+def test_abstractcore_server_job_reports_our_progress(
+    tiny_sd_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """AbstractCore's job endpoint calls our backend itself with 0.3.x progress hooks in
+    ``extra``: the job succeeds and its progress is the engine's steps."""
+    import time
+
+    monkeypatch.setenv("ABSTRACTCORE_SERVER_ALLOW_UNAUTHENTICATED", "1")
+    monkeypatch.setenv("ABSTRACTVISION_DIFFUSERS_DEVICE", "cpu")
+    from abstractcore.server.app import app
+
+    body = {"prompt": "a red cube", "model": f"diffusers/{tiny_sd_dir}", "steps": 2, "seed": 1}
+    with serving(app) as base, httpx.Client(base_url=base, timeout=120) as http:
+        r = http.post("/v1/vision/jobs/images/generations", json={**body, "width": 64})
+        assert r.status_code == 200, r.text
+        url = f"/v1/vision/jobs/{r.json()['job_id']}"
+        job = http.get(url).json()
+        for _ in range(600):  # until the job's thread is done
+            if job["state"] in ("succeeded", "failed"):
+                break
+            time.sleep(0.1)
+            job = http.get(url).json()
+    assert job["state"] == "succeeded", job.get("error")
+    event = job["progress"]["last_event"]
+    assert (event["step"], event["total_steps"], event["progress_source"]) == (2, 2, "provider")

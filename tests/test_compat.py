@@ -441,6 +441,7 @@ def test_openai_own_image_models_get_the_body_they_accept() -> None:
     from starlette.routing import Route
 
     from abstractvision.backends import OpenAICompatibleVisionBackend
+    from abstractvision.types import ImageGenerationRequest
 
     seen: list[dict] = []
 
@@ -458,7 +459,12 @@ def test_openai_own_image_models_get_the_body_they_accept() -> None:
             vm = VisionManager(backend=OpenAICompatibleVisionBackend(base_url=base + "/v1"))
             vm.generate_image("cat", model=model, width=64, height=64, **asked)
             vm.edit_image("hat", png(), model=model, **asked)
-    gpt_t2i, gpt_i2i, dalle_t2i, _, local_t2i, local_i2i = seen
+        # a host calling the backend itself with 0.3.x progress hooks in extra (AbstractCore)
+        hooks = {"on_progress": print, "progress_callback": print}
+        request = ImageGenerationRequest(prompt="x", model="m", extra={**hooks, "quality": "low"})
+        assert vm.backend.generate_image(request).mime_type == "image/png"
+    gpt_t2i, gpt_i2i, dalle_t2i, _, local_t2i, local_i2i, hooked = seen
+    assert hooked["quality"] == "low" and not set(hooks) & set(hooked)
     assert set(gpt_t2i) == {"model", "prompt", "n", "size"} and "response_format" not in gpt_i2i
     assert dalle_t2i["response_format"] == "b64_json" and "seed" not in dalle_t2i
     assert {k: local_t2i[k] for k in asked} == asked and local_i2i["seed"] == "3"

@@ -210,7 +210,7 @@ def test_abstractcore_server_job_reports_our_progress(
     tiny_sd_dir, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     """AbstractCore's job endpoint calls our backend itself with 0.3.x progress hooks in
-    ``extra``: the job succeeds and its progress is the engine's steps."""
+    ``extra``: the job succeeds and its progress is the engine's steps; a masked edit too."""
     import time
 
     monkeypatch.setenv("ABSTRACTCORE_SERVER_ALLOW_UNAUTHENTICATED", "1")
@@ -228,6 +228,14 @@ def test_abstractcore_server_job_reports_our_progress(
                 break
             time.sleep(0.1)
             job = http.get(url).json()
+        form = {"prompt": "blue", "model": body["model"], "steps": "2", "seed": "1"}
+        files = {
+            "image": ("a.png", png(), "image/png"),
+            "mask": ("m.png", half_mask(), "image/png"),
+        }
+        edit = http.post("/v1/images/edits", data=form, files=files)
+    assert edit.status_code == 200, edit.text
+    assert image_size(base64.b64decode(edit.json()["data"][0]["b64_json"])) == (64, 64)
     assert job["state"] == "succeeded", job.get("error")
     event = job["progress"]["last_event"]
     assert (event["step"], event["total_steps"], event["progress_source"]) == (2, 2, "provider")

@@ -416,8 +416,8 @@ def _with_progress_hooks(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def method(self: Any, request: Any, *, control: Any = None, **kwargs: Any) -> Any:
         extra = getattr(request, "extra", None)
-        if extra and any(k in extra for k in PROGRESS_HOOKS):
-            hooks = {k: extra[k] for k in PROGRESS_HOOKS if k in extra}
+        if extra and any(callable(extra.get(k)) for k in PROGRESS_HOOKS):
+            hooks = {k: extra[k] for k in PROGRESS_HOOKS if callable(extra.get(k))}
             rest = {k: v for k, v in extra.items() if k not in hooks}
             request = dataclasses.replace(request, extra=rest)
             if control is None:

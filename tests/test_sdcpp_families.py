@@ -237,13 +237,13 @@ def test_wan22_two_experts_switch_mid_run(tmp_path: Path) -> None:
     events: list[ProgressEvent] = []
     try:
         asset = VisionManager(backend=backend).generate_video(
-            "a fox running", num_frames=5, width=64, height=64, steps=2, seed=1,
+            "a fox running", num_frames=1, width=64, height=64, steps=2, seed=1,
             on_progress=events.append,
         )  # fmt: skip
     finally:
         backend.unload()
     info = media.video_info(asset.data)
-    assert (info.width, info.height, info.n_frames) == (64, 64, 5)
+    assert (info.width, info.height, info.n_frames) == (64, 64, 1)
     assert set(asset.metadata["files"]) == {
         "diffusion_model",
         "high_noise_diffusion_model",

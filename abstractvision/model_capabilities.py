@@ -256,6 +256,13 @@ class ModelCapabilities(_Frozen):
         return "huggingface"
 
     @property
+    def downloads(self) -> tuple[Any, ...]:
+        """0.3.x's download presets of this model, derived from its engine facts."""
+        from .model_downloads import registry_presets
+
+        return registry_presets(self)
+
+    @property
     def total_parameters_b(self) -> float:
         """All published parameters together, in billions (0.0 when unknown)."""
         return round(sum(self.parameters_b.values()), 3)
@@ -406,6 +413,28 @@ class VisionModelCapabilitiesRegistry:
         """The registry id for ``model_id`` (an alias resolves to its entry); others unchanged."""
         return self._aliases.get(model_id, model_id)
 
+    def _lookup(self, model_id: str) -> ModelCapabilities | None:
+        model = self._models.get(self.canonical_id(model_id))
+        if model is None and isinstance(model_id, str):
+            model = self._models.get(self._old_name(model_id) or "")
+        return model
+
+    def _old_name(self, name: str) -> str | None:
+        """``get``/``supports`` as in 0.3.x: an id in other letter case, or the key or repo of a
+        0.3.x download preset (``flux2-klein-4b``), names its registry entry."""
+        folded = {k.lower(): self._aliases.get(k, k) for k in [*self._models, *self._aliases]}
+        if name.strip().lower() in folded:
+            return folded[name.strip().lower()]
+        if not name.strip() or Path(name).expanduser().exists():
+            return None
+        try:
+            from .model_downloads import find_model_preset
+
+            upstream = find_model_preset(name, require_8bit=False).upstream_repo_id
+        except (ImportError, ValueError, LookupError):
+            return None
+        return self._aliases.get(upstream, upstream) if upstream in self else None
+
     def list_tasks(self) -> list[str]:
         return [t.value for t in Task]
 
@@ -425,7 +454,7 @@ class VisionModelCapabilitiesRegistry:
         return self.list_models(task)
 
     def get(self, model_id: str) -> ModelCapabilities:
-        model = self._models.get(self.canonical_id(model_id))
+        model = self._lookup(model_id)
         if model is None:
             lowered = {m.lower(): m for m in self._models}
             found = difflib.get_close_matches(str(model_id).lower(), list(lowered), n=3, cutoff=0.5)
@@ -442,7 +471,7 @@ class VisionModelCapabilitiesRegistry:
 
     def supports(self, model_id: str, task: str | Task) -> bool:
         wanted = _task(task)
-        model = self._models.get(self.canonical_id(model_id))
+        model = self._lookup(model_id)
         return model is not None and wanted in model.tasks
 
     def require_support(self, model_id: str, task: str | Task) -> ModelCapabilities:

@@ -55,9 +55,11 @@ __all__ = [
     "installed_models",
     "local_files",
     "looks_like_hub_id",
+    "model_presets",
     "plan_pull",
     "pull",
     "pull_command",
+    "registry_presets",
     "remove_model",
     "resolve_model_name",
     "sdcpp_hub_config",
@@ -1187,6 +1189,11 @@ class ModelPreset:
     aliases: tuple[str, ...] = ()
     allow_patterns: tuple[str, ...] = ()
 
+    @property
+    def bits(self) -> int | None:
+        """0.3.34's ``ModelCapabilities.downloads`` entries name the quantization ``bits``."""
+        return self.quantization_bits
+
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
@@ -1255,29 +1262,96 @@ def find_model_preset(
         raise ValueError(f"Unknown {kinds}vision model preset {name!r}. Known presets: {known}")
     model_id, kind = matches[0]
     caps = registry.get(model_id)
-    short = model_id.split("/")[-1].lower()
     if kind == "sdcpp":
         main = gguf_repo[model_id]
-        quant = "Q8_0" if require_8bit else main.quant
-        return ModelPreset(
-            key=short,
-            display_name=f"{caps.display_name} (GGUF {quant})",
-            repo_id=main.repo,
-            target="gguf",
-            engine="stable-diffusion.cpp",
-            quantization_bits=_bits(quant),
-            upstream_repo_id=model_id,
-            aliases=(short, model_id),
-            allow_patterns=(main.file.replace("{quant}", quant or "*"),),
-        )
+        return _gguf_preset(model_id, caps, main, "Q8_0" if require_8bit else main.quant)
     if require_8bit and want_sdcpp:
         raise ValueError(f"No 8-bit preset for {name!r}")
+    return _diffusers_preset(model_id, caps)
+
+
+# What ``pull --engine diffusers`` takes, as globs for ``snapshot_download(allow_patterns=...)``:
+# the pipeline index, every component's config/tokenizer files (chat templates included) and
+# safetensors weights (``pull`` itself picks ONE weights set from the repo listing).
+_DIFFUSERS_GLOBS = (
+    "model_index.json", "*.json", "*.txt", "*.jinja", "*.model", "*.tiktoken", "*.safetensors",
+)  # fmt: skip
+
+
+def _diffusers_preset(model_id: str, caps: ModelCapabilities) -> ModelPreset:
+    short = model_id.split("/")[-1].lower()
     return ModelPreset(
         key=short,
         display_name=caps.display_name,
         repo_id=model_id,
-        target="hf-snapshot",
+        target="diffusers",
         engine="diffusers",
+        quantization_bits=16,
         upstream_repo_id=model_id,
-        aliases=(short,),
+        aliases=tuple(dict.fromkeys((short, *caps.aliases))),
+        allow_patterns=_DIFFUSERS_GLOBS,
     )
+
+
+def _gguf_preset(model_id: str, caps: ModelCapabilities, main: Any, quant: str | None) -> ModelPreset:
+    short = model_id.split("/")[-1].lower()
+    return ModelPreset(
+        key=short,
+        display_name=f"{caps.display_name} (GGUF {quant})",
+        repo_id=main.repo,
+        target="gguf",
+        engine="stable-diffusion.cpp",
+        quantization_bits=_bits(quant),
+        upstream_repo_id=model_id,
+        aliases=(short, model_id),
+        allow_patterns=(main.file.replace("{quant}", quant or "*"),),
+    )
+
+
+def registry_presets(caps: ModelCapabilities) -> tuple[ModelPreset, ...]:
+    """0.3.34's download presets of one registry entry, derived from its engine facts.
+
+    Diffusers: the model's own repo (16-bit). sd.cpp: the diffusion-model repo at the registry's
+    default quant, plus ``Q8_0`` when the file name takes a quant (0.3.34's 8-bit default).
+    """
+    out = []
+    if caps.engines.diffusers is not None:
+        out.append(_diffusers_preset(caps.id, caps))
+    sources = caps.engines.sdcpp.sources if caps.engines.sdcpp else {}
+    main = sources.get("diffusion_model") or sources.get("model")
+    if main is not None:
+        quants = [main.quant] + (["Q8_0"] if "{quant}" in main.file else [])
+        for quant in dict.fromkeys(quants):
+            out.append(_gguf_preset(caps.id, caps, main, quant))
+    return tuple(out)
+
+
+def model_presets(
+    *,
+    target: str | None = "auto",
+    engine: str | None = None,
+    include_non_8bit: bool = False,
+    include_all_targets: bool = False,
+) -> list[ModelPreset]:
+    """0.3.34's preset catalogue, from the registry: every entry's ``registry_presets``.
+
+    ``target``/``engine`` narrow it (``gguf``/``sdcpp``/``stable-diffusion.cpp``, ``diffusers``;
+    ``auto``/None: both); by default only 8-bit presets, ``include_non_8bit`` adds the rest.
+    MLX targets have no presets in 0.4 (ValueError). ``include_all_targets`` is accepted (0.4
+    has no per-host target list: every target is always listed).
+    """
+    wanted = " ".join(str(v or "").lower() for v in (target, engine))
+    if "mlx" in wanted or "mflux" in wanted:
+        raise ValueError(f"no MLX presets (target={target!r}, engine={engine!r}): abstractvision >= 0.4 runs Diffusers and sd.cpp")
+    want_sdcpp = any(n in wanted for n in _SDCPP_NAMES)
+    want_diffusers = any(n in wanted for n in _DIFFUSERS_NAMES)
+    registry = VisionModelCapabilitiesRegistry()
+    out = [
+        preset
+        for model_id in registry.list_models()
+        for preset in registry_presets(registry.get(model_id))
+        if (include_non_8bit or preset.quantization_bits == 8)
+        and not (want_sdcpp and preset.target != "gguf")
+        and not (want_diffusers and preset.target != "diffusers")
+    ]
+    return sorted(out, key=lambda p: (p.key, p.target, p.repo_id, p.quantization_bits or 0))

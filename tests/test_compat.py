@@ -563,3 +563,84 @@ def test_0_3_x_video_batch_on_the_command_line(tmp_path: Path) -> None:
     written = sorted((tmp_path / "a").iterdir())
     assert [p.read_bytes()[-1] for p in written] == [5, 6]
     assert len(list(tmp_path.glob("b-*.mp4"))) == 2
+
+
+def test_0_3_x_backend_reads_old_request_fields_back() -> None:
+    """A 0.3.x custom backend reads request.guidance_2 / flow_shift / lora_adapters (kept in extra)."""
+    read: dict[str, object] = {}
+
+    class Old(VisionBackend):
+        def generate_video(self, request):  # type: ignore[no-untyped-def]
+            read.update(g2=request.guidance_2, shift=request.flow_shift)
+            read["loras"] = [(a.source, a.scale) for a in request.lora_adapters]
+            return GeneratedAsset("video", b"\x00\x00\x00\x18ftypmp42", "video/mp4")
+
+    vm = VisionManager(backend=Old())
+    with pytest.warns(DeprecationWarning):
+        vm.generate_video("waves", guidance_2=3.0, flow_shift=4.5, lora_adapters=["/a.safetensors"])
+    assert read == {"g2": 3.0, "shift": 4.5, "loras": [("/a.safetensors", 1.0)]}
+    vm.generate_video("waves", extra={"loras": [{"source": "/b", "weight": 0.5}]})
+    assert read == {"g2": None, "shift": None, "loras": [("/b", 0.5)]}
+
+
+def test_registry_get_takes_0_3_x_names() -> None:
+    """get/supports as in 0.3.x: an id in other letter case and a 0.3.x preset key resolve."""
+    from abstractvision import VisionModelCapabilitiesRegistry
+    from abstractvision.errors import UnknownModelError
+
+    reg = VisionModelCapabilitiesRegistry()
+    klein = reg.get("black-forest-labs/FLUX.2-klein-4B")
+    assert reg.get("flux2-klein-4b") is klein
+    assert reg.get("black-forest-labs/flux.2-klein-4b") is klein
+    assert reg.supports("qwen-image-edit-2511", "image_to_image")
+    assert reg.canonical_id("flux2-klein-4b") == "flux2-klein-4b"  # loading paths unchanged
+    assert not reg.supports("someone/not-a-model", "text_to_image")
+    with pytest.raises(UnknownModelError):
+        reg.get("seedvr2-3b")  # an MLX-Gen package key: MLX is not part of 0.4
+
+
+def test_model_cache_answers_0_3_x_questions_about_the_hub_cache(tmp_path: Path) -> None:
+    """0.3.x's model_cache: usable snapshot (weights, no .incomplete, every indexed shard)."""
+    from abstractvision import model_cache as mc
+
+    repo, legacy = "org/tiny", tmp_path / "old" / "tiny"
+    (legacy / "unet").mkdir(parents=True)
+    (legacy / "model_index.json").write_text("{}")
+    (legacy / "unet" / "w.safetensors").write_bytes(b"x")
+    cache = str(tmp_path / "hub")
+    snap = mc.ensure_hf_repo_snapshot(repo, source_dir=legacy, cache_dir=cache)
+    assert snap is not None and not legacy.exists()
+    repo_dir = mc.hf_repo_dir(repo, cache_dir=cache)
+    assert (repo_dir / "refs" / "main").read_text() == snap.name
+    ask = {"cache_dir": cache, "required_files": ("model_index.json",), "require_weight_files": True}
+    assert mc.resolve_hf_repo_snapshot(repo, **ask) == snap
+    assert mc.cached_hf_model_sources(repo, **ask) == ["configured cache"]
+    (snap / "unet" / "w.safetensors.index.json").write_text('{"weight_map": {"a": "w2.safetensors"}}')
+    assert mc.hf_snapshot_missing_indexed_weight_files(snap) == ["unet/w2.safetensors"]
+    assert mc.resolve_hf_repo_snapshot(repo, **ask) is None
+    assert mc.incomplete_hf_model_sources(repo, **ask) == ["configured cache"]
+    (snap / "unet" / "w2.safetensors").write_bytes(b"y")
+    (repo_dir / "blobs").mkdir()
+    (repo_dir / "blobs" / "abc.incomplete").write_bytes(b"")
+    assert not mc.hf_snapshot_is_usable(snap, require_weight_files=True)
+    (repo_dir / "blobs" / "abc.incomplete").unlink()
+    assert mc.hf_snapshot_is_usable(snap, required_files=("model_index.json",), require_weight_files=True)
+
+
+def test_model_presets_and_downloads_come_from_the_registry() -> None:
+    """0.3.x's preset catalogue: model_presets / ModelCapabilities.downloads, one source."""
+    from abstractvision import VisionModelCapabilitiesRegistry
+    from abstractvision.model_downloads import find_model_preset, model_presets
+
+    reg = VisionModelCapabilitiesRegistry()
+    eight = model_presets(engine="sdcpp")
+    assert eight and all(p.target == "gguf" and p.quantization_bits == 8 for p in eight)
+    every = model_presets(include_non_8bit=True, include_all_targets=True)
+    assert {p.target for p in every} == {"diffusers", "gguf"}
+    for preset in every:
+        assert preset in reg.get(preset.upstream_repo_id).downloads
+    ernie = find_model_preset("ernie-image-turbo", target="diffusers", engine="diffusers", require_8bit=False)
+    assert (ernie.repo_id, ernie.target, ernie.bits) == ("baidu/ERNIE-Image-Turbo", "diffusers", 16)
+    assert "*.jinja" in ernie.allow_patterns  # chat templates travel with the tokenizer
+    with pytest.raises(ValueError, match="MLX"):
+        model_presets(target="mlx")

@@ -587,7 +587,28 @@ def old_request_names(cls: type) -> type:
             quantize=_to_extra("quantize"),
             vae_tiling=_to_extra("vae_tiling"),
         )
+    # a 0.3.x custom backend reads these back from the request it is handed
+    read_back = {"lora_adapters": _read_lora_adapters}
+    if "num_frames" in names:
+        read_back.update(guidance_2=_read_extra("guidance_scale_2"), flow_shift=_read_extra("flow_shift"))
+    for name, getter in read_back.items():
+        if name not in names and not hasattr(cls, name):
+            setattr(cls, name, property(getter, doc=f"0.3.x name, read from extra ({name})"))
     return old_config_names(table)(cls)
+
+
+def _read_extra(key: str) -> Callable[[Any], Any]:
+    return lambda request: (request.extra or {}).get(key)
+
+
+def _read_lora_adapters(request: Any) -> tuple[LoRAAdapterSpec, ...]:
+    """``extra["loras"]`` as 0.3.x ``LoRAAdapterSpec``s (``scale`` is the LoRA's weight)."""
+    loras = legacy_extra(request.extra or {}).get("loras") or ()
+    return tuple(
+        LoRAAdapterSpec(source=e["source"], scale=e.get("weight"), weight_name=e.get("weight_name"))
+        for e in loras
+        if isinstance(e, Mapping) and e.get("source")
+    )
 
 
 def as_backend(obj: Any) -> Any:

@@ -644,3 +644,14 @@ def test_model_presets_and_downloads_come_from_the_registry() -> None:
     assert "*.jinja" in ernie.allow_patterns  # chat templates travel with the tokenizer
     with pytest.raises(ValueError, match="MLX"):
         model_presets(target="mlx")
+
+
+def test_a_0_3_x_backend_without_capabilities_has_no_catalogue() -> None:
+    """0.3.x: list_provider_models of a backend that declares nothing is an error, not []."""
+
+    class Old(VisionBackend):
+        def generate_image(self, request):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+    with pytest.raises(CapabilityNotSupportedError, match="does not support provider model catalogs"):
+        VisionManager(backend=Old()).list_provider_models(task="text_to_image")

@@ -60,8 +60,20 @@ class VisionBackend:
         return permissive_capabilities(self)
 
     def list_provider_models(self, *, task: str | None = None) -> list[ProviderModelInfo]:
-        """The models this backend is configured with (for ``task``, or all)."""
+        """The models this backend is configured with (for ``task``, or all).
+
+        A backend that declares no capabilities (a 0.3.x-style subclass) has no catalogue to
+        list: ``CapabilityNotSupportedError``, as in 0.3.x.
+        """
         from ..compat import ProviderModelInfo
+
+        if type(self).get_capabilities is VisionBackend.get_capabilities:
+            from ..errors import CapabilityNotSupportedError
+
+            raise CapabilityNotSupportedError(
+                f"{type(self).__name__} does not support provider model catalogs: it declares "
+                "no models (override get_capabilities or list_provider_models)"
+            )
 
         by_model: dict[str, list[str]] = {}
         for t, ids in self.get_capabilities().models.items():

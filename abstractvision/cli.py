@@ -55,7 +55,14 @@ def _models(args: argparse.Namespace) -> int:
     if args.installed:  # what is on disk, not what the registry knows
         return cli_models.installed(args)
     registry = _registry(args)
-    rows = [_summary(registry.get(m)) for m in registry.list_models(args.task)]
+    models = [registry.get(m) for m in registry.list_models(args.task)]
+    if args.backend:  # 0.3.x's `model-catalog --provider X`: the models one engine runs
+        models = [m for m in models if getattr(m.engines, args.backend) is not None]
+    rows = [_summary(m) for m in models]
+    if args.json and args.backend:
+        kind = "gguf" if args.backend == "sdcpp" else "diffusers"
+        for row, model in zip(rows, models, strict=True):
+            row["downloads"] = [p.to_dict() for p in model.downloads if p.target == kind]
     if args.json:
         _print_json(rows)
         return 0
@@ -137,6 +144,11 @@ def _model_memory(model: Any) -> dict[str, Any]:
 
 def _add_models(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=TASK_NAMES, help="only models that can run this task")
+    parser.add_argument(
+        "--backend",
+        choices=("diffusers", "sdcpp"),
+        help="only models this engine runs (with --json: the repos it downloads from)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument(
         "--installed", action="store_true", help="models on disk (Hub cache) with their sizes"

@@ -655,3 +655,48 @@ def test_a_0_3_x_backend_without_capabilities_has_no_catalogue() -> None:
 
     with pytest.raises(CapabilityNotSupportedError, match="does not support provider model catalogs"):
         VisionManager(backend=Old()).list_provider_models(task="text_to_image")
+
+
+def test_model_catalog_provider_lists_one_engines_models(capsys: pytest.CaptureFixture[str]) -> None:
+    """0.3.x `model-catalog --provider sdcpp --json`: the models sd.cpp runs, with their GGUF repos."""
+    from abstractvision.cli import main
+
+    assert main(["model-catalog", "--task", "text_to_image", "--provider", "sdcpp", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    klein = next(r for r in rows if r["id"] == "black-forest-labs/FLUX.2-klein-4B")
+    repos = {(d["repo_id"], d["target"], d["engine"]) for d in klein["downloads"]}
+    assert repos == {("leejet/FLUX.2-klein-4B-GGUF", "gguf", "stable-diffusion.cpp")}
+    assert main(["models", "--backend", "diffusers", "--json"]) == 0
+    ids = {r["id"] for r in json.loads(capsys.readouterr().out)}
+    assert klein["id"] in ids and len(ids) > len(rows)  # some models run on Diffusers only
+
+
+def test_0_3_x_video_tool_arguments(tmp_path: Path) -> None:
+    """make_vision_tools' video tools take 0.3.x guidance_2 / flow_shift / lora_adapters
+    (kept in extra, as the request constructors keep them); a 0.3.x backend reads them back."""
+    pytest.importorskip("abstractcore")
+    from http_servers import png
+
+    from abstractvision.artifacts import LocalAssetStore
+    from abstractvision.integrations import make_vision_tools
+
+    seen: list[tuple[object, ...]] = []
+
+    class Old(VisionBackend):
+        def generate_video(self, request):  # type: ignore[no-untyped-def]
+            scales = [a.scale for a in request.lora_adapters]
+            seen.append((request.guidance_2, request.flow_shift, scales))
+            return GeneratedAsset("video", b"\x00\x00\x00\x18ftypmp42", "video/mp4")
+
+        image_to_video = generate_video
+
+    vm = VisionManager(backend=Old(), store=LocalAssetStore(tmp_path))
+    tools = {t._tool_definition.name: t for t in make_vision_tools(vision_manager=vm)}
+    loras = [{"source": "org/cinematic", "scale": 0.8}]
+    out = tools["vision_text_to_video_batch"](
+        prompt="waves", seeds=[1, 2], guidance_2=3.0, flow_shift=4.5, lora_adapters=loras
+    )
+    assert len(out) == 2
+    image = vm.store.store_bytes(png(), content_type="image/png")
+    assert "$artifact" in tools["vision_image_to_video"](image_artifact=image, guidance_2=3.5)
+    assert seen == [(3.0, 4.5, [0.8]), (3.0, 4.5, [0.8]), (3.5, None, [])]

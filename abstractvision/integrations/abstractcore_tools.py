@@ -47,7 +47,8 @@ def _as_list(out: dict[str, Any]) -> Any:
 
 def _legacy_inputs(args: dict[str, Any]) -> dict[str, Any]:
     """0.3.x tool arguments: ``reference_images`` items may be ``{"b64": ...}``;
-    ``lora_adapters`` ({source, scale} items) become ``extra.loras``."""
+    ``lora_adapters`` ({source, scale} items) become ``extra.loras``; the video tools'
+    ``guidance_2`` / ``flow_shift`` become ``extra.guidance_scale_2`` / ``extra.flow_shift``."""
     refs = args.pop("reference_images", None)
     if refs:
         args["reference_images"] = [
@@ -58,6 +59,10 @@ def _legacy_inputs(args: dict[str, Any]) -> dict[str, Any]:
         from ..compat import legacy_extra
 
         args["extra"] = legacy_extra(None, adapters)
+    for name, key in (("guidance_2", "guidance_scale_2"), ("flow_shift", "flow_shift")):
+        if args.get(name) is not None:  # 0.3.x video arguments, kept in extra (as requests do)
+            args["extra"] = {**args.get("extra", {}), key: args[name]}
+        args.pop(name, None)
     return args
 
 
@@ -229,9 +234,13 @@ def make_vision_tools(
             steps: int | None = None,
             guidance_scale: float | None = None,
             seed: int | None = None,
+            guidance_2: float | None = None,
+            flow_shift: float | None = None,
+            lora_adapters: list[dict[str, Any]] | None = None,
         ) -> dict[str, Any]:
             """Generate a video from a text prompt; returns an artifact ref."""
-            return run(Task.TEXT_TO_VIDEO, _call_args(vision_text_to_video, locals()))
+            args = _legacy_inputs(_call_args(vision_text_to_video, locals()))
+            return run(Task.TEXT_TO_VIDEO, args)
 
         tools.append(vision_text_to_video)
 
@@ -247,9 +256,13 @@ def make_vision_tools(
             fps: int | None = None,
             steps: int | None = None,
             seed: int | None = None,
+            guidance_2: float | None = None,
+            flow_shift: float | None = None,
+            lora_adapters: list[dict[str, Any]] | None = None,
         ) -> Any:
             """Several videos of one prompt (count, or one per seed); a list of artifact refs."""
-            return run_each(Task.TEXT_TO_VIDEO, _call_args(vision_text_to_video_batch, locals()))
+            args = _legacy_inputs(_call_args(vision_text_to_video_batch, locals()))
+            return run_each(Task.TEXT_TO_VIDEO, args)
 
         tools.append(vision_text_to_video_batch)
 
@@ -264,9 +277,12 @@ def make_vision_tools(
             fps: int | None = None,
             steps: int | None = None,
             seed: int | None = None,
+            guidance_2: float | None = None,
+            flow_shift: float | None = None,
+            lora_adapters: list[dict[str, Any]] | None = None,
         ) -> dict[str, Any]:
             """Animate an image (artifact ref or base64); returns an artifact ref."""
-            args = _call_args(vision_image_to_video, locals())
+            args = _legacy_inputs(_call_args(vision_image_to_video, locals()))
             args["image"] = _image(args.pop("image_artifact"), args.pop("image_b64"))
             return run(Task.IMAGE_TO_VIDEO, args)
 
@@ -283,9 +299,12 @@ def make_vision_tools(
             fps: int | None = None,
             steps: int | None = None,
             seed: int | None = None,
+            guidance_2: float | None = None,
+            flow_shift: float | None = None,
+            lora_adapters: list[dict[str, Any]] | None = None,
         ) -> Any:
             """Several videos from one image (count, or one per seed); a list of artifact refs."""
-            args = _call_args(vision_image_to_video_batch, locals())
+            args = _legacy_inputs(_call_args(vision_image_to_video_batch, locals()))
             args["image"] = _image(args.pop("image_artifact"), args.pop("image_b64"))
             return run_each(Task.IMAGE_TO_VIDEO, args)
 

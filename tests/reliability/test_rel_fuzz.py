@@ -66,6 +66,8 @@ def valid(spec: dict[str, Any], images: list[Any], small: bool) -> st.SearchStra
     if "enum" in spec:
         return st.sampled_from(spec["enum"])
     kind = spec.get("type")
+    if kind == "boolean":
+        return st.booleans()
     if kind == "string":
         low, high = spec.get("minLength", 0), min(spec.get("maxLength", 60), 60)
         return st.text(min_size=low, max_size=high).filter(lambda s: len(s.strip()) >= low)

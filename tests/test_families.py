@@ -401,13 +401,28 @@ async def test_multi_reference_edit_through_mcp(
     assert hashlib.sha256(data).hexdigest() == ref["sha256"]
 
 
-def test_qwen_edit_without_torchvision_names_the_package(
+def test_qwen_edit_loads_without_torchvision(family_dir: Callable[[str], Path]) -> None:
+    """transformers 5 builds no Qwen2VLProcessor without torchvision (its video slot): the
+    backend builds it from the same processor/ folder with the PIL image processor instead."""
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed: the stock Qwen2VLProcessor loads")
+    source = str(family_dir("qwen-image-edit"))
+    backend = HuggingFaceDiffusersVisionBackend(model_id=source, device="cpu")
+    processor = backend._entry(backend._info(source))[0].pipe.processor
+    assert type(processor.image_processor).__name__ == "Qwen2VLImageProcessorPil"
+    assert processor.video_processor is None
+
+
+def test_component_needing_torchvision_names_the_package(
     family_dir: Callable[[str], Path], tmp_path: Path
 ) -> None:
-    """transformers 5 builds no Qwen2-VL processor without torchvision: a typed error says so.
+    """A component whose transformers class needs torchvision is a typed error naming it.
 
-    The folder is a real Qwen-Image-Edit layout (the tiny Qwen-Image parts plus a processor
-    folder): only the missing package stops it, exactly as on a user's machine.
+    No tiny family needs torchvision any more, so a real Wan 2.1 I2V folder gets the stock
+    Qwen2VLProcessor (whose video slot needs torchvision in transformers 5) as its
+    image_processor: the path a Qwen-Image-Edit processor took before the PIL fallback.
     """
     import importlib.util
     import json
@@ -416,15 +431,14 @@ def test_qwen_edit_without_torchvision_names_the_package(
     from abstractvision.errors import OptionalDependencyMissingError
 
     if importlib.util.find_spec("torchvision") is not None:
-        pytest.skip("torchvision is installed: the Qwen-Image-Edit families run instead")
-    folder = tmp_path / "qwen-image-edit"
-    shutil.copytree(family_dir("qwen-image"), folder)
+        pytest.skip("torchvision is installed: the class loads")
+    folder = tmp_path / "wan-i2v"
+    shutil.copytree(family_dir("wan-i2v"), folder)
     index = json.loads((folder / "model_index.json").read_text())
-    index.update(
-        _class_name="QwenImageEditPipeline", processor=["transformers", "Qwen2VLProcessor"]
-    )
+    index["image_processor"] = ["transformers", "Qwen2VLProcessor"]
     (folder / "model_index.json").write_text(json.dumps(index))
-    tiny_families.qwen_processor_parts(folder / "processor")
+    shutil.rmtree(folder / "image_processor")
+    tiny_families.qwen_processor_parts(folder / "image_processor")
     backend = HuggingFaceDiffusersVisionBackend(model_id=str(folder), device="cpu")
     with pytest.raises(OptionalDependencyMissingError, match="needs the 'torchvision' package"):
         backend.preload()

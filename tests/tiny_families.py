@@ -57,8 +57,7 @@ class Family:
     frames: int | None = None  # video: a frame count the family's rule accepts
     steps: int = 2
     config: dict[str, Any] = field(default_factory=dict)  # extra pipeline init kwargs
-    # modules the family needs beyond the diffusers extra: transformers 5 builds no Qwen2-VL
-    # processor (Qwen-Image-Edit) without torchvision, and no CPU build of it is installable here
+    # modules the family needs beyond the diffusers extra (imported before the family runs)
     requires: tuple[str, ...] = ()
     broken: str | None = None  # why the installed Diffusers cannot run it (an xfail, strict)
 
@@ -153,9 +152,11 @@ def qwen25_vl() -> Any:
 
 
 def _qwen_image_processor() -> Any:
-    from transformers import Qwen2VLImageProcessor
+    # the PIL image processor: the default (fast) one imports torchvision in transformers 5; both
+    # write the same preprocessor_config.json (image_processor_type "Qwen2VLImageProcessor")
+    from transformers import Qwen2VLImageProcessorPil
 
-    return Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=56 * 56 * 4)
+    return Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=56 * 56 * 4)
 
 
 def qwen_processor_parts(path: Path) -> Path:
@@ -166,10 +167,15 @@ def qwen_processor_parts(path: Path) -> Path:
     return path
 
 
-def qwen_processor() -> Any:
-    from transformers import Qwen2VLProcessor
+def _with_qwen_processor(path: Path) -> Path:
+    """Add the Qwen-Image-Edit ``processor`` component (as on the Hub) to a saved folder."""
+    import json
 
-    return Qwen2VLProcessor(image_processor=_qwen_image_processor(), tokenizer=qwen_tokenizer())
+    qwen_processor_parts(path / "processor")
+    index = json.loads((path / "model_index.json").read_text())
+    index["processor"] = ["transformers", "Qwen2VLProcessor"]
+    (path / "model_index.json").write_text(json.dumps(index, indent=2))
+    return path
 
 
 # --- families -------------------------------------------------------------------------------
@@ -420,7 +426,7 @@ def _qwen_image_parts(*, edit: bool) -> dict[str, Any]:
         "tokenizer": qwen_tokenizer(),
     }
     if edit:
-        parts["processor"] = qwen_processor()
+        parts["processor"] = None  # written part by part: build_family -> _with_qwen_processor
     return parts
 
 
@@ -1162,13 +1168,11 @@ FAMILIES: dict[str, Family] = {
         "QwenImageEditPipeline",
         lambda: _qwen_image_parts(edit=True),
         (I2I,),
-        requires=("torchvision",),
     ),
     "qwen-image-edit-plus": Family(
         "QwenImageEditPlusPipeline",
         lambda: _qwen_image_parts(edit=True),
         (I2I,),
-        requires=("torchvision",),
     ),
     "z-image": Family("ZImagePipeline", _z_image, (T2I, I2I)),
     "wan": Family("WanPipeline", _wan(), (T2V,), frames=5),
@@ -1229,4 +1233,6 @@ def build_family(name: str, path: Path) -> Path:
 
     family = FAMILIES[name]
     cls = getattr(diffusers, family.pipeline)
-    return save(cls(**family.parts(), **family.config), path)
+    parts = family.parts()
+    save(cls(**parts, **family.config), path)
+    return _with_qwen_processor(path) if name.startswith("qwen-image-edit") else path

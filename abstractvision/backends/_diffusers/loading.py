@@ -15,7 +15,7 @@ from ...errors import (
     OutOfMemoryError,
     UnknownModelError,
 )
-from . import memory, optimize
+from . import memory, optimize, qwen_vl
 from .cache import empty_device_cache
 from .families import I2I, IMAGE_PIPELINES, T2I, VIDEO_TASKS, ModelInfo, inpaint_only
 
@@ -111,8 +111,12 @@ def load_pipeline(info: ModelInfo, options: LoadOptions, device: str) -> Any:
     memory.check_fits(info.source, kwargs[dtype_key], device, options)  # before any download
     speed = optimize.prepare_load(info, options, device, kwargs[dtype_key])
     try:
+        extra = qwen_vl.processor_components(cls, info.source, kwargs)  # no torchvision needed
         pipe = cls.from_pretrained(
-            info.source, **{k: v for k, v in kwargs.items() if v is not None}, **speed.kwargs
+            info.source,
+            **{k: v for k, v in kwargs.items() if v is not None},
+            **speed.kwargs,
+            **extra,
         )
         place(pipe, options, device)
     except torch.cuda.OutOfMemoryError:

@@ -66,9 +66,46 @@ def _legacy_inputs(args: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
-def _image(ref: Any, b64: str | None) -> Any:
-    """0.3.x tools took ``*_artifact`` (a ref) or ``*_b64``; dispatch resolves either."""
-    return ref if ref is not None else b64
+def _inputs(args: dict[str, Any]) -> dict[str, Any]:
+    """A tool's arguments as dispatch takes them: the 0.3.x ones (``_legacy_inputs``), and each
+    image given as ``<name>_artifact`` (a ref) or ``<name>_b64`` as ``<name>`` (dispatch resolves either)."""
+    args = _legacy_inputs(args)
+    for name in ("image", "mask", "reference_image"):
+        if f"{name}_artifact" in args:
+            ref, b64 = args.pop(f"{name}_artifact"), args.pop(f"{name}_b64", None)
+            args[name] = ref if ref is not None else b64
+    return args
+
+
+def _batch_twin(
+    single: Callable[..., Any], name: str, doc: str, after: str, body: Callable[..., Any], drop: tuple[str, ...] = ()
+) -> Callable[..., Any]:
+    """The 0.3.x ``*_batch`` tool of ``single``: the same parameters less ``drop``, with ``count``
+    and ``seeds`` right after ``after``; ``body(args)`` gets the call's arguments (as
+    ``_call_args`` gives them). AbstractCore reads the signature and hints set here."""
+    import inspect
+
+    sig = inspect.signature(single)
+    kept = [p for p in sig.parameters.values() if p.name not in {"count", "seeds", *drop}]
+    at = [p.name for p in kept].index(after) + 1
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    extra = [
+        inspect.Parameter("count", kind, default=None, annotation="int | None"),
+        inspect.Parameter("seeds", kind, default=None, annotation="list[int] | None"),
+    ]
+    params = kept[:at] + extra + kept[at:]
+    batch_sig = sig.replace(parameters=params, return_annotation="Any")
+
+    def batch(*args: Any, **kwargs: Any) -> Any:
+        bound = batch_sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return body(dict(bound.arguments))
+
+    batch.__name__ = batch.__qualname__ = name
+    batch.__doc__ = doc
+    batch.__signature__ = batch_sig  # type: ignore[attr-defined]
+    batch.__annotations__ = {p.name: p.annotation for p in params} | {"return": "Any"}
+    return batch
 
 
 def make_vision_tools(
@@ -131,29 +168,18 @@ def make_vision_tools(
             lora_adapters: list[dict[str, Any]] | None = None,
         ) -> dict[str, Any]:
             """Generate image(s) from a text prompt; returns an artifact ref ({images} if count > 1)."""
-            args = _legacy_inputs(_call_args(vision_text_to_image, locals()))
-            return run(Task.TEXT_TO_IMAGE, args)
+            return run(Task.TEXT_TO_IMAGE, _inputs(_call_args(vision_text_to_image, locals())))
 
         tools.append(vision_text_to_image)
 
-        @tool(name="vision_text_to_image_batch", tags=["vision", "image", "batch"])
-        def vision_text_to_image_batch(
-            prompt: str,
-            count: int | None = None,
-            seeds: list[int] | None = None,
-            negative_prompt: str | None = None,
-            width: int | None = None,
-            height: int | None = None,
-            steps: int | None = None,
-            guidance_scale: float | None = None,
-            seed: int | None = None,
-            lora_adapters: list[dict[str, Any]] | None = None,
-        ) -> Any:
-            """Several images of one prompt (count, or one per seed); a list of artifact refs."""
-            args = _legacy_inputs(_call_args(vision_text_to_image_batch, locals()))
-            return _as_list(run(Task.TEXT_TO_IMAGE, args))
-
-        tools.append(vision_text_to_image_batch)
+        batch = _batch_twin(
+            vision_text_to_image,
+            "vision_text_to_image_batch",
+            "Several images of one prompt (count, or one per seed); a list of artifact refs.",
+            after="prompt",
+            body=lambda args: _as_list(run(Task.TEXT_TO_IMAGE, _inputs(args))),
+        )
+        tools.append(tool(name=batch.__name__, tags=["vision", "image", "batch"])(batch))
 
     if Task.IMAGE_TO_IMAGE in tasks:
 
@@ -175,34 +201,18 @@ def make_vision_tools(
             """Edit an image (artifact ref or base64) with a prompt; an optional mask limits it;
             reference_images (refs or base64) for models that combine images; lora_adapters:
             [{source, scale}] from vision_list_adapters."""
-            args = _legacy_inputs(_call_args(vision_image_to_image, locals()))
-            args["image"] = _image(args.pop("image_artifact"), args.pop("image_b64"))
-            args["mask"] = _image(args.pop("mask_artifact"), args.pop("mask_b64"))
-            return run(Task.IMAGE_TO_IMAGE, args)
+            return run(Task.IMAGE_TO_IMAGE, _inputs(_call_args(vision_image_to_image, locals())))
 
         tools.append(vision_image_to_image)
 
-        @tool(name="vision_image_to_image_batch", tags=["vision", "image", "edit", "batch"])
-        def vision_image_to_image_batch(
-            prompt: str,
-            image_artifact: dict[str, Any] | None = None,
-            image_b64: str | None = None,
-            count: int | None = None,
-            seeds: list[int] | None = None,
-            negative_prompt: str | None = None,
-            strength: float | None = None,
-            steps: int | None = None,
-            guidance_scale: float | None = None,
-            seed: int | None = None,
-            reference_images: list[Any] | None = None,
-            lora_adapters: list[dict[str, Any]] | None = None,
-        ) -> Any:
-            """Several edits of one image (count, or one per seed); a list of artifact refs."""
-            args = _legacy_inputs(_call_args(vision_image_to_image_batch, locals()))
-            args["image"] = _image(args.pop("image_artifact"), args.pop("image_b64"))
-            return _as_list(run(Task.IMAGE_TO_IMAGE, args))
-
-        tools.append(vision_image_to_image_batch)
+        batch = _batch_twin(
+            vision_image_to_image,
+            "vision_image_to_image_batch",
+            "Several edits of one image (count, or one per seed); a list of artifact refs.",
+            after="image_b64",
+            body=lambda args: _as_list(run(Task.IMAGE_TO_IMAGE, _inputs(args))), drop=("mask_artifact", "mask_b64"),
+        )
+        tools.append(tool(name=batch.__name__, tags=["vision", "image", "edit", "batch"])(batch))
 
     if Task.MULTI_VIEW_IMAGE in tasks:
 
@@ -215,8 +225,7 @@ def make_vision_tools(
             steps: int | None = None,
         ) -> dict[str, Any]:
             """Consistent views of one subject (front, side, back...); refs {reference, views, contact_sheet}."""
-            args = _call_args(vision_multi_view_image, locals())
-            args["reference_image"] = args.pop("reference_image_artifact")
+            args = _inputs(_call_args(vision_multi_view_image, locals()))
             return run(Task.MULTI_VIEW_IMAGE, args)
 
         tools.append(vision_multi_view_image)
@@ -239,32 +248,18 @@ def make_vision_tools(
             lora_adapters: list[dict[str, Any]] | None = None,
         ) -> dict[str, Any]:
             """Generate a video from a text prompt; returns an artifact ref."""
-            args = _legacy_inputs(_call_args(vision_text_to_video, locals()))
-            return run(Task.TEXT_TO_VIDEO, args)
+            return run(Task.TEXT_TO_VIDEO, _inputs(_call_args(vision_text_to_video, locals())))
 
         tools.append(vision_text_to_video)
 
-        @tool(name="vision_text_to_video_batch", tags=["vision", "video", "batch"])
-        def vision_text_to_video_batch(
-            prompt: str,
-            count: int | None = None,
-            seeds: list[int] | None = None,
-            negative_prompt: str | None = None,
-            width: int | None = None,
-            height: int | None = None,
-            num_frames: int | None = None,
-            fps: int | None = None,
-            steps: int | None = None,
-            seed: int | None = None,
-            guidance_2: float | None = None,
-            flow_shift: float | None = None,
-            lora_adapters: list[dict[str, Any]] | None = None,
-        ) -> Any:
-            """Several videos of one prompt (count, or one per seed); a list of artifact refs."""
-            args = _legacy_inputs(_call_args(vision_text_to_video_batch, locals()))
-            return run_each(Task.TEXT_TO_VIDEO, args)
-
-        tools.append(vision_text_to_video_batch)
+        batch = _batch_twin(
+            vision_text_to_video,
+            "vision_text_to_video_batch",
+            "Several videos of one prompt (count, or one per seed); a list of artifact refs.",
+            after="prompt",
+            body=lambda args: run_each(Task.TEXT_TO_VIDEO, _inputs(args)), drop=("guidance_scale",),
+        )
+        tools.append(tool(name=batch.__name__, tags=["vision", "video", "batch"])(batch))
 
     if Task.IMAGE_TO_VIDEO in tasks:
 
@@ -282,33 +277,18 @@ def make_vision_tools(
             lora_adapters: list[dict[str, Any]] | None = None,
         ) -> dict[str, Any]:
             """Animate an image (artifact ref or base64); returns an artifact ref."""
-            args = _legacy_inputs(_call_args(vision_image_to_video, locals()))
-            args["image"] = _image(args.pop("image_artifact"), args.pop("image_b64"))
-            return run(Task.IMAGE_TO_VIDEO, args)
+            return run(Task.IMAGE_TO_VIDEO, _inputs(_call_args(vision_image_to_video, locals())))
 
         tools.append(vision_image_to_video)
 
-        @tool(name="vision_image_to_video_batch", tags=["vision", "video", "batch"])
-        def vision_image_to_video_batch(
-            image_artifact: dict[str, Any] | None = None,
-            image_b64: str | None = None,
-            prompt: str | None = None,
-            count: int | None = None,
-            seeds: list[int] | None = None,
-            num_frames: int | None = None,
-            fps: int | None = None,
-            steps: int | None = None,
-            seed: int | None = None,
-            guidance_2: float | None = None,
-            flow_shift: float | None = None,
-            lora_adapters: list[dict[str, Any]] | None = None,
-        ) -> Any:
-            """Several videos from one image (count, or one per seed); a list of artifact refs."""
-            args = _legacy_inputs(_call_args(vision_image_to_video_batch, locals()))
-            args["image"] = _image(args.pop("image_artifact"), args.pop("image_b64"))
-            return run_each(Task.IMAGE_TO_VIDEO, args)
-
-        tools.append(vision_image_to_video_batch)
+        batch = _batch_twin(
+            vision_image_to_video,
+            "vision_image_to_video_batch",
+            "Several videos from one image (count, or one per seed); a list of artifact refs.",
+            after="prompt",
+            body=lambda args: run_each(Task.IMAGE_TO_VIDEO, _inputs(args)),
+        )
+        tools.append(tool(name=batch.__name__, tags=["vision", "video", "batch"])(batch))
 
     upscale = getattr(Task, "IMAGE_UPSCALE", None)
     if upscale is not None and upscale in tasks:
@@ -322,9 +302,7 @@ def make_vision_tools(
             seed: int | None = None,
         ) -> dict[str, Any]:
             """A larger, more detailed version of an image; returns an artifact ref."""
-            args = _call_args(vision_image_upscale, locals())
-            args["image"] = _image(args.pop("image_artifact"), args.pop("image_b64"))
-            return run(upscale, args)
+            return run(upscale, _inputs(_call_args(vision_image_upscale, locals())))
 
         tools.append(vision_image_upscale)
 

@@ -425,8 +425,8 @@ class VisionModelCapabilitiesRegistry:
         folded = {k.lower(): self._aliases.get(k, k) for k in [*self._models, *self._aliases]}
         if name.strip().lower() in folded:
             return folded[name.strip().lower()]
-        if not name.strip() or Path(name).expanduser().exists():
-            return None
+        if not name.strip() or name.startswith(("~", "/", ".")) or _is_existing_path(name):
+            return None  # a local path, never a preset key
         try:
             from .model_downloads import find_model_preset
 
@@ -487,3 +487,11 @@ class VisionModelCapabilitiesRegistry:
     def param_spec(self, model_id: str, task: str | Task) -> dict[str, ParamSpec]:
         """Parameters (name -> spec) the model documents for the task."""
         return dict(self.require_support(model_id, task).tasks[_task(task)].params)
+
+
+def _is_existing_path(name: str) -> bool:
+    """True when ``name`` is a file or folder here; a name no OS accepts (NUL, too long) is not."""
+    try:
+        return Path(name).exists()
+    except (OSError, ValueError):
+        return False

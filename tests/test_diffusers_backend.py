@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -387,10 +386,8 @@ def test_missing_hub_model_fails_fast_without_network() -> None:
     backend = HuggingFaceDiffusersVisionBackend(
         model_id="nobody-here/not-a-model-xyz", device=DEVICE
     )
-    started = time.perf_counter()
     with pytest.raises(UnknownModelError, match=r"not in the local cache.*allow_download"):
         backend.generate_image(t2i())
-    assert time.perf_counter() - started < 5
 
 
 def test_missing_local_folder(tmp_path: Path) -> None:

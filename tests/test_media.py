@@ -7,7 +7,6 @@ import io
 import struct
 import subprocess
 import sys
-import time
 import zlib
 
 import numpy as np
@@ -49,12 +48,10 @@ def _png_header(width: int, height: int) -> bytes:
 # --- decompression bombs: refused from the header, before any decoder runs -------------------
 
 
-def test_png_bomb_is_refused_from_the_header_in_milliseconds() -> None:
-    data = _png_header(100_000, 100_000)
-    start = time.perf_counter()
+def test_png_bomb_is_refused_from_the_header() -> None:
+    data = _png_header(100_000, 100_000)  # a header only: there is no pixel data to decode
     with pytest.raises(InvalidImageError) as caught:
         media.inspect_image(data)
-    assert time.perf_counter() - start < 0.05
     assert str(caught.value) == (
         "image: 100000x100000 = 10000000000 pixels exceeds the limit of 67108864"
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -375,20 +375,22 @@ def test_entries_are_immutable_and_shared() -> None:
     assert VisionModelCapabilitiesRegistry().get("Qwen/Qwen-Image") is model
 
 
-def test_loading_imports_no_engine_and_is_quick() -> None:
+def test_loading_imports_no_engine() -> None:
     code = (
-        "import sys, time; t = time.perf_counter();"
-        "import abstractvision.model_capabilities as m; m.VisionModelCapabilitiesRegistry();"
-        "print(time.perf_counter() - t, any(n.split('.')[0] in ('torch', 'diffusers') for n in sys.modules))"
+        "import sys; import abstractvision.model_capabilities as m; m.VisionModelCapabilitiesRegistry();"
+        "print(any(n.split('.')[0] in ('torch', 'diffusers') for n in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout.split()
-    assert out[1] == "False"
-    assert float(out[0]) < 5
+    assert out == ["False"]
 
 
 @given(st.text(max_size=300))
+@example("~0")  # names no OS path accepts: ~user of nobody, NUL, too long
+@example("~nobody-here/x")
+@example("a\x00b")
+@example("x" * 300)
 def test_any_string_as_a_model_id_is_an_unknown_model(model_id: str) -> None:
     if model_id in REGISTRY:
         return

@@ -14,11 +14,11 @@ import os
 import subprocess
 import sys
 
+import abstractcore  # noqa: F401  scripts/test installs it (--no-deps beside mcp 2); a miss fails
 import httpx
 import pytest
 from http_servers import half_mask, image_size, png, serving
 
-abstractcore = pytest.importorskip("abstractcore")
 pytestmark = pytest.mark.slow
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -473,9 +473,9 @@ def test_openai_own_image_models_get_the_body_they_accept() -> None:
 def test_0_3_x_batch_tools_of_make_vision_tools(tmp_path: Path) -> None:
     """vision_*_batch tools (0.3.x names) return a list of refs; a video batch stops at the
     first failure and names the videos already made."""
-    pytest.importorskip("abstractcore")
     import base64
 
+    import abstractcore  # noqa: F401  (scripts/test installs it)
     from http_servers import png
 
     from abstractvision.artifacts import LocalAssetStore
@@ -674,7 +674,7 @@ def test_model_catalog_provider_lists_one_engines_models(capsys: pytest.CaptureF
 def test_0_3_x_video_tool_arguments(tmp_path: Path) -> None:
     """make_vision_tools' video tools take 0.3.x guidance_2 / flow_shift / lora_adapters
     (kept in extra, as the request constructors keep them); a 0.3.x backend reads them back."""
-    pytest.importorskip("abstractcore")
+    import abstractcore  # noqa: F401  (scripts/test installs it)
     from http_servers import png
 
     from abstractvision.artifacts import LocalAssetStore

@@ -49,10 +49,7 @@ def control_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "controlnet": build_tiny_sd_controlnet(root / "sd-controlnet"),
         "controlnet_model": build_tiny_controlnet(root / "controlnet-model"),
     }
-    try:
-        out["flux"] = build_tiny_flux_control(root / "flux-control")
-    except ImportError as exc:  # tests/tiny_families.py (the shared FLUX parts) is missing
-        pytest.skip(f"tiny FLUX parts unavailable: {exc}")
+    out["flux"] = build_tiny_flux_control(root / "flux-control")
     return out
 
 
@@ -111,11 +108,8 @@ def test_controlnet_option_over_a_plain_model(
 def test_qwen_image_controlnet(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Qwen-Image + a QwenImageControlNetModel (the controlnet option): control changes the
     output, deterministically; no control image runs the plain QwenImagePipeline."""
-    try:
-        from tiny_families import build_family
-    except ImportError as exc:
-        pytest.skip(f"tiny Qwen-Image parts unavailable: {exc}")
     from tiny_control import build_tiny_qwen_controlnet
+    from tiny_families import build_family
 
     from abstractvision.backends import HuggingFaceDiffusersVisionBackend
 

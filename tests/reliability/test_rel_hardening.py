@@ -134,6 +134,7 @@ async def _tools_list_while(client_factory: Any, attack: Awaitable[Any]) -> tupl
     """Run ``attack`` while another client calls tools/list every 50 ms; (result, latencies)."""
     latencies: list[float] = []
     outcome: list[Any] = []
+    answered = anyio.Event()
     async with client_factory() as probe, anyio.create_task_group() as group:
 
         async def poll() -> None:
@@ -141,11 +142,14 @@ async def _tools_list_while(client_factory: Any, attack: Awaitable[Any]) -> tupl
                 started = time.monotonic()
                 listed = await probe.list_tools()
                 latencies.append(time.monotonic() - started)
+                answered.set()
                 assert listed.tools
                 await anyio.sleep(0.05)
 
         group.start_soon(poll)
         outcome.append(await attack)
+        with anyio.fail_after(30):  # a refusal faster than one tools/list still sees one answer
+            await answered.wait()
         group.cancel_scope.cancel()
     return outcome[0], latencies
 

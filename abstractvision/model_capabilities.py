@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from . import compat
+from . import compat, compat_registry
 from .errors import (
     CapabilityNotSupportedError,
     InvalidRequestError,
@@ -124,9 +124,30 @@ class ParamSpec(_Frozen):
         return int(match.group(1)), int(match.group(2))
 
 
+class LoraDefaults(_Frozen):
+    """Values a LoRA needs when a call loads it and leaves them unset (e.g. a Lightning LoRA's
+    step count). ``weight_name``: a glob on the LoRA's file name; None matches any file."""
+
+    source: HubId
+    weight_name: Text | None = None
+    defaults: Annotated[dict[ParamName, Number], Field(min_length=1)]
+    notes: Text | None = None
+
+
 class TaskSpec(_Frozen):
     params: dict[ParamName, ParamSpec] = Field(default_factory=dict)
     notes: Text | None = None
+    # defaults that replace the model's when the call loads one of these LoRAs (first match)
+    loras: list[LoraDefaults] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _lora_defaults_fit(self) -> TaskSpec:
+        for lora in self.loras:
+            for name, value in lora.defaults.items():
+                spec = self.params.get(name)
+                if spec is None or not spec.allows(value):
+                    raise ValueError(f"loras: {lora.source} {name}={value} is not a value of params")
+        return self
 
 
 class License(_Frozen):
@@ -349,7 +370,9 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _parse(text: str, source: str) -> _Document:
     try:
-        json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
+        doc = json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
+        if compat_registry.is_v03_document(doc):  # models keyed by id: 0.3.x's layout
+            raise RegistryError(compat_registry.v03_problem(doc))
         return _Document.model_validate_json(text, strict=True)
     except json.JSONDecodeError as exc:
         raise RegistryError(f"{source}: not valid JSON: {exc}") from None

@@ -210,6 +210,101 @@ def test_a_missing_file_is_a_registry_error(tmp_path: Path) -> None:
         VisionModelCapabilitiesRegistry(tmp_path / "absent.json")
 
 
+# --- documents in 0.3.x's layout (models keyed by id): 0.3.x's own rules name what is broken ---
+
+_V03_TASK = {"inputs": ["text"], "outputs": ["image"], "params": {"prompt": {"required": True}}}
+V03: dict[str, Any] = {
+    "schema_version": "1.0",
+    "tasks": {"text_to_image": {"description": "t2i"}, "image_to_image": {"description": "i2i"}},
+    "models": {
+        "org/base": {
+            "provider": "huggingface",
+            "license": "mit",
+            "tasks": {"text_to_image": _V03_TASK},
+        },
+        "org/lora": {
+            "provider": "huggingface",
+            "license": "mit",
+            "tasks": {"image_to_image": {**_V03_TASK, "requires": {"base_model_id": "org/base"}}},
+        },
+    },
+}
+_BASE_T2I = ("models", "org/base", "tasks", "text_to_image")
+
+
+def _v03_with(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(V03)
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    if value is None:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "words"),
+    [
+        (("schema_version",), None, "<root>: missing schema_version"),
+        (
+            ("models", "org/base", "tasks", "not_a_task"),
+            _V03_TASK,
+            "models['org/base']['tasks']['not_a_task']: unknown task (the document's tasks are: "
+            "text_to_image, image_to_image)",
+        ),
+        (
+            (*_BASE_T2I, "params", "prompt", "required"),
+            "yes",
+            "['prompt']['required']: must be true or false, got 'yes'",
+        ),
+        (
+            ("models", "org/lora", "tasks", "image_to_image", "requires", "base_model_id"),
+            "missing/base",
+            "['requires']['base_model_id']: 'missing/base' is no model of this document",
+        ),
+        ((*_BASE_T2I, "requires"), {"gpu": "yes"}, "['requires']['gpu']: unknown key"),
+        ((*_BASE_T2I, "params"), None, "['text_to_image']['params']: missing"),
+        ((*_BASE_T2I, "inputs"), "text", "['text_to_image']['inputs']: must be a list"),
+        (
+            ("models", "org/base", "license"),
+            "",
+            "models['org/base']['license']: must be a non-empty",
+        ),
+    ],
+)
+def test_a_v03_document_is_refused_naming_its_broken_rule(
+    path: tuple[str, ...], value: Any, words: str, tmp_path: Path
+) -> None:
+    from abstractvision.model_capabilities import validate_capabilities_json
+
+    doc = _v03_with(path, value)
+    with pytest.raises(ValueError) as info:  # RegistryError is a ValueError, as in 0.3.x
+        validate_capabilities_json(doc)
+    assert isinstance(info.value, RegistryError)
+    assert words in str(info.value)
+    assert "0.3.x-format registry" in str(info.value)
+    file = tmp_path / "old.json"
+    file.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(RegistryError) as loaded:
+        VisionModelCapabilitiesRegistry(file)
+    assert str(file) in str(loaded.value) and words in str(loaded.value)
+
+
+def test_a_v03_document_that_keeps_its_rules_is_refused_for_its_layout(tmp_path: Path) -> None:
+    from abstractvision.model_capabilities import validate_capabilities_json
+
+    with pytest.raises(RegistryError) as info:
+        validate_capabilities_json(V03)
+    assert str(info.value) == (
+        "capabilities JSON: a 0.3.x-format registry (models keyed by id); 0.4 reads "
+        "schema_version 1 with a list of models, each with id, display_name, family, license, "
+        "engines and tasks (see abstractvision/assets/vision_model_capabilities.schema.json)"
+    )
+    validate_capabilities_json(DOC)  # the 0.4 layout is checked by the schema models, and passes
+
+
 # --- the facts ------------------------------------------------------------------------------
 
 

@@ -172,6 +172,24 @@ def test_registry_gates_when_a_model_id_is_set() -> None:
         VisionManager(backend=PillowBackend(), model_id="nobody/nothing").generate_image("x")
 
 
+def test_the_registry_refuses_a_task_before_image_inputs_are_decoded() -> None:
+    """The cheap check first (0.3.x's order too): a model that cannot edit is refused as such,
+    even when the image is not one, and the engine is never called."""
+    registry = VisionModelCapabilitiesRegistry()
+    cannot_edit = next(
+        m
+        for m in registry.models_for_task("text_to_image")
+        if not registry.supports(m, "image_to_image")
+    )
+    backend = PillowBackend()
+    manager = VisionManager(backend=backend, model_id=cannot_edit)
+    with pytest.raises(CapabilityNotSupportedError, match="cannot run image_to_image"):
+        manager.edit_image("x", b"not an image")
+    with pytest.raises(CapabilityNotSupportedError, match="cannot run image_to_image"):
+        manager.check("image_to_image", {"prompt": "x", "image": b"not an image"})
+    assert backend.calls == 0
+
+
 def test_run_by_task_name_with_plain_arguments(tmp_path) -> None:
     manager = VisionManager(backend=PillowBackend(), store=LocalAssetStore(tmp_path))
     ref = manager.run("text_to_image", {"prompt": "x", "seed": 3})

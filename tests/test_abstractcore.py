@@ -13,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import abstractcore  # noqa: F401  scripts/test installs it (--no-deps beside mcp 2); a miss fails
 import httpx
@@ -239,3 +241,157 @@ def test_abstractcore_server_job_reports_our_progress(
     assert job["state"] == "succeeded", job.get("error")
     event = job["progress"]["last_event"]
     assert (event["step"], event["total_steps"], event["progress_source"]) == (2, 2, "provider")
+
+
+# --- provider="endpoint:<id>": AbstractCore endpoint profiles --------------------------------
+
+
+@pytest.fixture
+def relay() -> Iterator[dict[str, Any]]:
+    """A stand-in OpenAI-compatible image service on loopback that records each request's path,
+    Authorization header and model, and answers with a real PNG."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    seen: list[tuple[str, str | None, str | None]] = []
+
+    async def images(request: Request) -> JSONResponse:
+        if request.url.path.endswith("/edits"):
+            model = (await request.form()).get("model")
+        else:
+            model = (await request.json()).get("model")
+        seen.append((request.url.path, request.headers.get("authorization"), model))
+        return JSONResponse({"data": [{"b64_json": base64.b64encode(png()).decode()}]})
+
+    routes = [Route(f"/v1/images/{p}", images, methods=["POST"]) for p in ("generations", "edits")]
+    with serving(Starlette(routes=routes)) as url:
+        yield {"base_url": url + "/v1", "seen": seen}
+
+
+def _profile(relay: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A profile as AbstractCore's resolvers hand it over (``private_resolution()`` shape)."""
+    return {
+        "id": "relay",
+        "provider": "openai-compatible",
+        "provider_family": "openai-compatible",
+        "base_url": relay["base_url"],
+        "api_key": "relay-key",
+        "enabled": True,
+        **changes,
+    }
+
+
+def _host_llm(**kwargs: Any) -> Any:
+    from abstractcore import create_llm
+
+    return create_llm("openai", model="gpt-4o-mini", api_key="sk-unused", **kwargs)
+
+
+def test_endpoint_profile_of_the_host_routes_t2i_and_i2i(
+    relay, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The resolver a host attaches to the LLM (as AbstractRuntime does) names the endpoint; the
+    calls reach it with the profile's key, never the environment's OpenAI key or base URL."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-must-not-leak")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    llm = _host_llm()
+    asked: list[str] = []
+
+    def resolve(spec: str) -> dict[str, Any] | None:
+        asked.append(spec)
+        return _profile(relay) if spec == "endpoint:relay" else None
+
+    llm.resolve_provider_endpoint_profile = resolve
+    out = llm.vision.t2i("a red cube", provider="endpoint:relay", model="gpt-image-2")
+    assert out.startswith(PNG) and image_size(out) == (64, 64)
+    edited = llm.vision.i2i("make it blue", png(), provider="endpoint:relay", model="gpt-image-2")
+    assert edited.startswith(PNG)
+    assert asked[0] == "endpoint:relay"
+    assert relay["seen"] == [
+        ("/v1/images/generations", "Bearer relay-key", "gpt-image-2"),
+        ("/v1/images/edits", "Bearer relay-key", "gpt-image-2"),
+    ]
+    (record,) = llm.vision.list_loaded_models({"provider": "endpoint:relay"})
+    assert (record["backend_kind"], record["model"]) == ("openai-compatible", "gpt-image-2")
+    gone = llm.vision.unload_resident_model({"load_id": record["load_id"]})
+    assert gone["state"] == "unloaded" and llm.vision.list_loaded_models() == []
+
+
+def test_endpoint_profile_from_the_ambient_resolver_without_a_key(
+    relay, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """AbstractCore's ambient resolver (a host's context) is consulted when the LLM has none; an
+    OpenAI-compatible profile without a key sends none (OPENAI_API_KEY is not borrowed)."""
+    from abstractcore.providers.endpoint_context import use_provider_endpoint_profile_resolver
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-must-not-leak")
+    llm = _host_llm()
+    with use_provider_endpoint_profile_resolver(lambda spec: _profile(relay, api_key="")):
+        assert llm.vision.t2i("a cube", provider="endpoint:relay", model="m1").startswith(PNG)
+    assert relay["seen"] == [("/v1/images/generations", None, "m1")]
+
+
+def test_endpoint_profile_from_abstractcore_config(relay, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A profile in AbstractCore's config file (the LLM's ``_abstractcore_config_file``); its first
+    allowed model is the default; a rotated key gets a new backend, so the new key is sent."""
+    from abstractcore.config.manager import ConfigurationManager
+
+    config_file = tmp_path / "abstractcore.json"
+    manager = ConfigurationManager(config_file=str(config_file), apply_env=False)
+    profile = dict(
+        provider_family="openai-compatible",
+        base_url=relay["base_url"],
+        allowed_models=["cfg-model"],
+    )
+    manager.set_provider_profile("cfgrelay", api_key="key-1", **profile)
+    llm = _host_llm(_abstractcore_config_file=str(config_file))
+    assert llm.vision.t2i("a cube", provider="endpoint:cfgrelay").startswith(PNG)
+    manager.set_provider_profile("cfgrelay", api_key="key-2", **profile)
+    assert llm.vision.t2i("a cube", provider="endpoint:cfgrelay").startswith(PNG)
+    assert relay["seen"] == [
+        ("/v1/images/generations", "Bearer key-1", "cfg-model"),
+        ("/v1/images/generations", "Bearer key-2", "cfg-model"),
+    ]
+
+
+def test_endpoint_profile_refusals_name_the_profile_never_the_key(relay) -> None:  # type: ignore[no-untyped-def]
+    from abstractvision import InvalidRequestError
+
+    llm = _host_llm()
+    profiles = {
+        "endpoint:claude": _profile(relay, provider="anthropic", provider_family="anthropic"),
+        "endpoint:off": _profile(relay, enabled=False),
+        "endpoint:nourl": _profile(relay, base_url=""),
+    }
+    llm.resolve_provider_endpoint_profile = profiles.get
+    for spec, limit in [
+        ("endpoint:missing", "unknown or disabled"),
+        ("endpoint:off", "unknown or disabled"),
+        ("endpoint:claude", "'openai' or 'openai-compatible'"),
+        ("endpoint:nourl", "no base_url"),
+    ]:
+        with pytest.raises(InvalidRequestError) as info:
+            llm.vision.t2i("x", provider=spec, model="m")
+        assert (info.value.field, info.value.value) == ("provider", spec)
+        assert limit in info.value.limit and "relay-key" not in str(info.value)
+    assert relay["seen"] == []
+
+
+def test_openai_endpoint_profile_without_base_url_is_the_openai_api(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An 'openai' profile may leave out base_url (api.openai.com) and model (gpt-image-1); it
+    needs a key of its own or OPENAI_API_KEY. Loading builds the backend and calls nothing."""
+    from abstractvision import InvalidRequestError
+
+    llm = _host_llm()
+    profile = {"provider_family": "openai", "base_url": "", "api_key": ""}
+    llm.resolve_provider_endpoint_profile = lambda spec: profile
+    with pytest.raises(InvalidRequestError, match="no API key"):
+        llm.vision.load_resident_model({"provider": "endpoint:myopenai"})
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    state = llm.vision.load_resident_model({"provider": "endpoint:myopenai"})
+    assert (state["provider"], state["backend_kind"]) == ("endpoint:myopenai", "openai")
+    assert (state["model"], state["loaded_new"]) == ("gpt-image-1", True)

@@ -20,12 +20,20 @@ The model: ``model=`` of the call, else ``vision_model_id`` / ``ABSTRACTVISION_M
 ``ABSTRACTVISION_MODEL_ID`` (stable-diffusion.cpp: ``vision_sdcpp_model`` /
 ``ABSTRACTVISION_SDCPP_MODEL``). One backend is kept per (engine, model): a later call with the
 same model finds it warm; ``unload_resident_model`` frees it.
+
+``provider="endpoint:<id>"`` names an AbstractCore endpoint profile (an OpenAI or OpenAI-compatible
+connection: base URL and key): the call goes to that endpoint. The profile comes from the resolver
+the host attached to the owner (``resolve_provider_endpoint_profile``), else AbstractCore's ambient
+resolver (``abstractcore.providers.endpoint_context``), else AbstractCore's own provider profiles.
+An OpenAI-compatible profile never borrows ``OPENAI_API_KEY``; a key never appears in an error.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
+import logging
 import os
 import threading
 import time
@@ -42,6 +50,8 @@ from ..errors import (
 )
 
 __all__ = ["BACKEND_ID", "LEGACY_BACKEND_ID", "AbstractVisionCapability", "register"]
+
+log = logging.getLogger(__name__)
 
 BACKEND_ID = "abstractvision:openai"
 LEGACY_BACKEND_ID = "abstractvision:openai-compatible"
@@ -122,9 +132,10 @@ class AbstractVisionCapability:
         self.backend_id = backend_id
         self._settings = _Settings(owner)
         self._lock = threading.RLock()
-        self._backends: dict[tuple[str, str | None], Any] = {}
+        self._backends: dict[tuple[Any, ...], Any] = {}
         self._loaded: dict[str, dict[str, Any]] = {}  # load_id -> record
-        self._keys: dict[str, tuple[str, str | None]] = {}  # load_id -> key in _backends
+        self._keys: dict[str, tuple[Any, ...]] = {}  # load_id -> key in _backends
+        self._endpoint_kinds: dict[str, str] = {}  # "endpoint:<id>" -> openai | openai-compatible
 
     # --- backend selection ---------------------------------------------------------------
 
@@ -172,6 +183,8 @@ class AbstractVisionCapability:
     def _resolve(self, provider: Any = None, model: Any = None) -> tuple[str, str | None, Any]:
         """(engine, model, backend) for a call; creates the backend on first use."""
         provider, model = _text(provider), _text(model)
+        if provider is not None and provider.lower().startswith("endpoint:"):
+            return self._endpoint(provider, model)
         if provider is None and model is not None and "/" in model:
             head, _, rest = model.partition("/")  # AbstractCore's "diffusers/<model>" form
             if head.lower() in _ENGINE_ALIASES or head.lower() in _MLX:
@@ -191,6 +204,44 @@ class AbstractVisionCapability:
             if backend is None:
                 backend = self._backends[key] = as_backend(self._create(engine, model))
             return engine, model, backend
+
+    def _endpoint(self, spec: str, model: str | None) -> tuple[str, str | None, Any]:
+        """(``endpoint:<id>``, model, backend) for an endpoint profile; one backend per
+        (profile, base URL, key, model): a rotated key gets a new one (the key kept as a digest)."""
+        from ..backends import create_backend
+
+        profile = _endpoint_profile(self._owner, spec)
+        family, base_url, api_key = profile["family"], profile["base_url"], profile["api_key"]
+        if family == "openai":
+            base_url = base_url or OPENAI_BASE_URL
+            api_key = api_key or _text(os.environ.get("OPENAI_API_KEY"))
+            if api_key is None:
+                raise InvalidRequestError(
+                    "provider",
+                    spec,
+                    "the OpenAI endpoint profile has no API key (nor OPENAI_API_KEY)",
+                )
+        elif not base_url:
+            raise InvalidRequestError("provider", spec, "the endpoint profile has no base_url")
+        model = model or profile["model"] or (OPENAI_IMAGE_MODEL if family == "openai" else None)
+        name = spec.strip().lower()
+        digest = hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else ""
+        key = (name, base_url, digest, model)
+        with self._lock:
+            self._endpoint_kinds[name] = family
+            backend = self._backends.get(key)
+            if backend is None:
+                options: dict[str, Any] = {
+                    "base_url": base_url,
+                    "api_key": api_key,
+                    "model_id": model,
+                }
+                timeout = self._settings.get("vision_timeout_s", "ABSTRACTVISION_TIMEOUT_S")
+                if timeout:
+                    options["timeout_s"] = float(timeout)
+                options = {k: v for k, v in options.items() if v is not None}
+                backend = self._backends[key] = create_backend("openai", **options)
+        return name, model, backend
 
     def _create(self, engine: str, model: str | None) -> Any:
         from ..backends import create_backend
@@ -430,14 +481,14 @@ class AbstractVisionCapability:
         load_id = f"{engine}:{model or 'default'}"
         now = time.time()
         with self._lock:
-            injected = backend is self._backends.get(_INJECTED)
-            self._keys[load_id] = _INJECTED if injected else (engine, model)
+            keys = [k for k, b in self._backends.items() if b is backend]
+            self._keys[load_id] = keys[0] if keys else (engine, model)
             record = self._loaded.get(load_id)
             if record is None:
                 record = self._loaded[load_id] = {
                     "load_id": load_id,
                     "provider": engine,
-                    "backend_kind": engine,
+                    "backend_kind": self._endpoint_kinds.get(engine, engine),
                     "model": model,
                     "task": task,
                     "scope": "process",
@@ -604,12 +655,90 @@ def _count_or_seeds(kwargs: dict[str, Any]) -> None:
 
 def _matches(record: Mapping[str, Any], key: str, value: Any) -> bool:
     if key in ("provider", "backend", "backend_kind"):
-        return record["provider"] == (_engine_name(str(value)) if value != "injected" else value)
+        value = str(value)
+        if value == "injected" or value.lower().startswith("endpoint:"):
+            return record["provider"] == value.lower()
+        return record["provider"] == _engine_name(value)
     if key == "resident":
         return bool(record["resident"]) == bool(value)
     if key in ("load_id", "model", "task"):
         return record.get(key) == value
     return True
+
+
+def _endpoint_profile(owner: Any, spec: str) -> dict[str, Any]:
+    """``endpoint:<id>`` -> {family, base_url, api_key, model}: the first of the owner's resolver,
+    AbstractCore's ambient resolver and AbstractCore's provider profiles that knows it."""
+    resolvers = [getattr(owner, "resolve_provider_endpoint_profile", None)]
+    try:
+        from abstractcore.providers.endpoint_context import (
+            current_provider_endpoint_profile_resolver,
+        )
+
+        resolvers.append(current_provider_endpoint_profile_resolver())
+    except ImportError:
+        pass
+    payload: Any = None
+    for resolver in resolvers:
+        if not callable(resolver):
+            continue
+        try:
+            payload = resolver(spec)
+        except Exception as exc:  # the host's code: a miss, named without its message (secrets)
+            log.warning("endpoint profile resolver failed for %r (%s)", spec, type(exc).__name__)
+            payload = None
+        if isinstance(payload, Mapping):
+            break
+        payload = None
+    if payload is None:
+        payload = _configured_profile(owner, spec)
+    if not isinstance(payload, Mapping) or payload.get("enabled") is False:
+        raise InvalidRequestError(
+            "provider",
+            spec,
+            "unknown or disabled endpoint profile: neither the host's endpoint-profile resolver "
+            "nor AbstractCore's provider profiles know it",
+        )
+    family = str(payload.get("provider_family") or payload.get("provider") or "")
+    family = family.strip().lower().replace("_", "-")
+    if family not in ("openai", "openai-compatible"):
+        raise InvalidRequestError(
+            "provider",
+            spec,
+            f"the endpoint profile's provider family is {family or 'unset'!r}; image and video "
+            "generation needs an 'openai' or 'openai-compatible' profile",
+        )
+    allowed = payload.get("allowed_models")
+    first = allowed[0] if isinstance(allowed, (list, tuple)) and allowed else None
+    return {
+        "family": family,
+        "base_url": _text(payload.get("base_url")),
+        "api_key": _text(payload.get("api_key")),
+        "model": _text(first),
+    }
+
+
+def _configured_profile(owner: Any, spec: str) -> Any:
+    """The profile in AbstractCore's config (the owner's config file when it names one)."""
+    try:
+        config_file = _text(getattr(owner, "_abstractcore_config_file", None))
+        if config_file:
+            from abstractcore.config.manager import ConfigurationManager
+
+            manager = ConfigurationManager(config_file=config_file, apply_env=False)
+        else:
+            from abstractcore.config import get_config_manager
+
+            manager = get_config_manager()
+        profile = manager.resolve_provider_profile(spec)
+        return profile.private_resolution() if profile is not None else None
+    except ImportError:
+        return None
+    except Exception as exc:  # an unreadable config: a miss, named (never its content)
+        log.warning(
+            "AbstractCore provider profiles unreadable for %r (%s)", spec, type(exc).__name__
+        )
+        return None
 
 
 def _plain(out: Any) -> Any:

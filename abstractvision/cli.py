@@ -207,16 +207,23 @@ COMMANDS: dict[str, Command] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="abstractvision", description=__doc__.splitlines()[0])
+    """The CLI's parser; it also reads 0.3.x command lines, and its Namespace also has 0.3.x's
+    names (``args.cmd``, ``args._fn(args)`` runs the command, ``args.progress`` ...:
+    ``compat.legacy_namespace``)."""
+    parser = compat.LegacyArgumentParser(prog="abstractvision", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"abstractvision {__version__}")
     parser.add_argument(
         "--registry",
         metavar="PATH",
         help="capability registry JSON to use instead of the packaged one",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=argparse.ArgumentParser
+    )
     for name, command in COMMANDS.items():
-        command.configure(sub.add_parser(name, help=command.help, description=command.help))
+        subparser = sub.add_parser(name, help=command.help, description=command.help)
+        command.configure(subparser)
+        subparser.set_defaults(cmd=name, _fn=command.run)  # 0.3.x's names
     return parser
 
 
@@ -225,9 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SERVER_PREFIX:  # the server's parser owns every option after it
         return COMMANDS[argv[0]].run(argparse.Namespace(rest=argv[1:]))
-    argv = compat.legacy_argv(argv)  # 0.3.x flags and command names
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)  # 0.3.x flags and command names too
         return COMMANDS[args.command].run(args)
     except (UnknownModelError, InvalidRequestError) as exc:
         print(f"abstractvision: error: {exc}", file=sys.stderr)

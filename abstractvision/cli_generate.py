@@ -124,6 +124,13 @@ def _configure_task(task: Task) -> Callable[[argparse.ArgumentParser], None]:
             help="option of a URL --store, e.g. endpoint_url=... (repeatable)",
         )
         parser.add_argument("--json", action="store_true", help="print a JSON result")
+        parser.add_argument(
+            "--progress",
+            action=argparse.BooleanOptionalAction,
+            dest="show_progress",
+            help="progress on stderr even when it is not a terminal (--no-progress: never; "
+            "default: on a terminal, without --json)",
+        )
         parser.set_defaults(task=task)
 
     return configure
@@ -219,6 +226,8 @@ def _run_task(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     cli_models.quiet_third_party(args.verbose)
     cli_models.apply_settings(args)  # ABSTRACTVISION_* as the server reads them
+    if getattr(args, "seeds", None):  # 0.3.x's Namespace (build_parser) keeps "11,12" as typed
+        args.seeds = [int(n) for s in args.seeds for n in str(s).split(",")]
     store: MediaStore | None = None
     if args.store or args.store_option:  # options alone are refused by open_store
         store = open_store(args.store, parse_key_values(args.store_option, "--store-option"))
@@ -228,7 +237,10 @@ def _generate(args: argparse.Namespace) -> int:
     except GenerationCancelledError:
         sys.stderr.write("abstractvision: download interrupted; run again to resume\n")
         return cli_models.EXIT_INTERRUPTED
-    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.json else None
+    show = args.show_progress  # --progress / --no-progress; unset: on a terminal, without --json
+    if show is None:
+        show = sys.stderr.isatty() and not args.json
+    bar = ProgressBar(sys.stderr) if show else None
     control = GenerationControl(bar)
     try:
         with cli_models.cancel_on_interrupt(control):

@@ -15,6 +15,7 @@ Standard library only: importing this module loads nothing heavy.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import re
@@ -272,6 +273,7 @@ _SDCPP_FLAGS: dict[str, tuple[str, Callable[[str], Any] | None]] = {
     "--scheduler": ("scheduler", str),
     "--steps": ("steps", int),
     "--cfg-scale": ("guidance_scale", float),
+    "--flow-shift": ("flow_shift", float),
     "-W": ("width", int),
     "--width": ("width", int),
     "-H": ("height", int),
@@ -590,7 +592,9 @@ def old_request_names(cls: type) -> type:
     # a 0.3.x custom backend reads these back from the request it is handed
     read_back = {"lora_adapters": _read_lora_adapters}
     if "num_frames" in names:
-        read_back.update(guidance_2=_read_extra("guidance_scale_2"), flow_shift=_read_extra("flow_shift"))
+        read_back.update(
+            guidance_2=_read_extra("guidance_scale_2"), flow_shift=_read_extra("flow_shift")
+        )
     for name, getter in read_back.items():
         if name not in names and not hasattr(cls, name):
             setattr(cls, name, property(getter, doc=f"0.3.x name, read from extra ({name})"))
@@ -778,22 +782,38 @@ _RENAMED_FLAGS = {"--provider": "--backend", "--frames": "--num-frames"}
 _EXTRA_FLAGS = {"--guidance-2": "guidance_scale_2", "--flow-shift": "flow_shift"}
 _EXTRA_FLAGS["--softness"] = "softness"
 _EXTRA_FLAGS["--max-sequence-length"] = "max_sequence_length"
-_DROPPED_FLAGS = ("--progress", "--no-progress", "--open", "--all-targets")
-_DROPPED_WITH_VALUE = ("--lora-target-role", "--lora-adapter-name")
+_DROPPED_FLAGS = ("--open", "--all-targets")
 _SEED_LIST = re.compile(r"^\d+(,\d+)*$")
+# 0.3.x spellings of the same flag; the 0.3.x Namespace names (``legacy_namespace``) of a flag
+_FLAG_ALIASES = {"--lora-path": "--lora", "--lora-paths": "--lora", "--lora-scales": "--lora-scale"}
+_FLAG_ALIASES.update({"--lora-target-roles": "--lora-target-role", "--model-id": "--model"})
+_OLD_LISTS = {"--lora": "lora_paths", "--lora-scale": "lora_scales"}
+_OLD_LISTS.update({"--lora-adapter-name": "lora_adapter_name"})
+_OLD_LISTS.update({"--lora-target-role": "lora_target_roles"})
+_OLD_LISTS.update({"--lora-weight-name": "lora_weight_name", "--lora-subfolder": "lora_subfolder"})
+_OLD_SCALARS = {flag: flag[2:].replace("-", "_") for flag in ("--provider", *_EXTRA_FLAGS)}
 
 
 def legacy_argv(argv: Sequence[str]) -> list[str]:
-    """0.3.x command lines -> today's flags (one note on stderr says what was rewritten).
+    """``legacy_args(argv)``'s command line."""
+    return legacy_args(argv)[0]
+
+
+def legacy_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+    """0.3.x command lines -> today's flags (one note on stderr says what was rewritten), and the
+    0.3.x values by their 0.3.x Namespace names (for ``legacy_namespace``).
 
     ``--provider`` -> ``--backend`` (huggingface -> diffusers, openai-compatible -> openai),
-    ``--frames`` -> ``--num-frames``, ``--lora SRC`` + ``--lora-scale S`` -> ``--extra loras=[...]``,
-    ``--guidance-2`` / ``--flow-shift`` / ``--softness`` / ``--max-sequence-length`` ->
-    ``--extra``, ``--resolution 2x`` -> ``--scale 2``, repeated ``--reference-image X`` and
-    ``--seeds 1,2 --seeds 3`` -> one ``--reference-images`` / ``--seeds`` list (placed last, so
-    it cannot swallow the prompt), ``download`` / ``download-model`` -> ``pull``, ``catalog`` /
-    ``model-catalog`` / ``download-catalog`` / ``model-presets`` -> ``models``; ``--progress``,
-    ``--open``, ``--all-targets``, ``--lora-target-role``, ``--lora-adapter-name`` are dropped.
+    ``--model-id`` -> ``--model``, ``--frames`` -> ``--num-frames``, ``--lora SRC`` (with
+    ``--lora-scale`` / ``--lora-weight-name`` / ``--lora-subfolder``, one per ``--lora``) ->
+    ``--extra loras=[...]``, ``--guidance-2`` / ``--flow-shift`` / ``--softness`` /
+    ``--max-sequence-length`` -> ``--extra``, ``--resolution 2x`` -> ``--scale 2``, repeated
+    ``--reference-image X`` and ``--seeds 1,2 --seeds 3`` -> one ``--reference-images`` /
+    ``--seeds`` list (placed last, so it cannot swallow the prompt), ``download`` /
+    ``download-model`` -> ``pull``, ``catalog`` / ``model-catalog`` / ``download-catalog`` /
+    ``model-presets`` -> ``models``; ``--open``, ``--all-targets``, ``--lora-target-role``,
+    ``--lora-adapter-name`` are dropped. Raises InvalidRequestError for a ``--lora-scale`` that is
+    not a number.
     """
     import sys
 
@@ -801,30 +821,37 @@ def legacy_argv(argv: Sequence[str]) -> list[str]:
     if args and args[0] in _OLD_COMMANDS:
         args[0] = _OLD_COMMANDS[args[0]]
     out: list[str] = []
-    loras: list[str] = []
-    scales: list[float] = []
+    old: dict[str, Any] = {}
     references: list[str] = []
     seeds: list[str] = []
     old_seeds = False
     seen: list[str] = []
     i = 0
     while i < len(args):
-        flag, eq, inline = args[i].partition("=")
+        given, eq, inline = args[i].partition("=")
+        flag = _FLAG_ALIASES.get(given, given)
         value = inline if eq else (args[i + 1] if i + 1 < len(args) else None)
         step = 1 if eq else 2
-        if flag in _RENAMED_FLAGS and value is not None:
+        if flag in _OLD_LISTS and value is not None:
+            if flag == "--lora-scale":
+                try:
+                    value = float(value)  # type: ignore[assignment]
+                except ValueError:
+                    raise InvalidRequestError("--lora-scale", value, "must be a number") from None
+            old.setdefault(_OLD_LISTS[flag], []).append(value)
+        elif flag in _OLD_SCALARS and value is not None:
+            old[_OLD_SCALARS[flag]] = value
+        if flag == "--model" and given != flag and value is not None:
+            out += [flag, value]
+        elif flag in _RENAMED_FLAGS and value is not None:
             value = _OLD_PROVIDERS.get(value, value) if flag == "--provider" else value
             out += [_RENAMED_FLAGS[flag], value]
         elif flag in _EXTRA_FLAGS and value is not None:
             out += ["--extra", f"{_EXTRA_FLAGS[flag]}={value}"]
         elif flag == "--resolution" and value is not None:
             out += ["--scale", value.lower().rstrip("x")]
-        elif flag == "--lora" and value is not None:
-            loras.append(value)
-        elif flag == "--lora-scale" and value is not None:
-            scales.append(float(value))
-        elif flag in _DROPPED_WITH_VALUE and value is not None:
-            pass
+        elif flag in _OLD_LISTS and value is not None:
+            pass  # LoRA items are built below; adapter names and target roles are dropped
         elif flag == "--reference-image" and value is not None:
             references.append(value)
         elif flag == "--seeds" and value is not None and _SEED_LIST.match(value):
@@ -836,7 +863,7 @@ def legacy_argv(argv: Sequence[str]) -> list[str]:
                 j += 1
             step = 1 if eq else j - i
             old_seeds = old_seeds or bool(seeds) or any("," in t for t in taken)
-            seeds += [n for t in taken for n in t.split(",")]
+            seeds += taken
             i += step
             continue
         elif args[i] in _DROPPED_FLAGS:
@@ -845,24 +872,78 @@ def legacy_argv(argv: Sequence[str]) -> list[str]:
             out.append(args[i])
             i += 1
             continue
-        seen.append(flag)
+        seen.append(given)
         i += step
-    if loras:
+    paths = old.get("lora_paths", [])
+    if paths:
+
+        def nth(key: str, k: int) -> Any:
+            values = old.get(key, [])
+            return values[k] if k < len(values) else None
+
         items = [
-            {"source": s, "scale": scales[k] if k < len(scales) else 1.0}
-            for k, s in enumerate(loras)
+            {
+                "source": source,
+                "scale": nth("lora_scales", k),
+                "weight_name": nth("lora_weight_name", k),
+                "subfolder": nth("lora_subfolder", k),
+            }
+            for k, source in enumerate(paths)
         ]
         out += ["--extra", "loras=" + json.dumps([_entry(item) for item in items])]
     if references:
         out += ["--reference-images", *references]
     if seeds:
-        out += ["--seeds", *seeds]
+        out += ["--seeds", *(n for t in seeds for n in t.split(","))]
         if old_seeds:
             seen.append("--seeds")
+            old["seeds"] = seeds  # 0.3.x's Namespace kept each --seeds value as typed
     if seen or (argv and args[0] != argv[0]):
         names = ", ".join(dict.fromkeys(([argv[0]] if args[0] != argv[0] else []) + seen))
         print(
             f"abstractvision: note: 0.3.x usage rewritten ({names}); see docs/migrating-from-0.3.md",
             file=sys.stderr,
         )
-    return out
+    return out, old
+
+
+# 0.3.x showed progress for these by default (images only with --progress)
+_PROGRESS_ON = ("text_to_video", "image_to_video", "image_upscale")
+
+
+def legacy_namespace(ns: argparse.Namespace, old: Mapping[str, Any]) -> argparse.Namespace:
+    """A generation command's Namespace, with 0.3.x's names for its values added (``progress``,
+    ``provider``, ``lora_paths`` ..., ``guidance_2``, ``flow_shift``, ``seeds`` as typed,
+    ``reference_images`` a list) and 0.3.x's defaults for those not given. 0.4 reads its own names;
+    ``show_progress`` (``--progress`` / ``--no-progress``) is the one behind ``progress``."""
+    if not hasattr(ns, "show_progress"):  # not a generation command
+        return ns
+    from .backends import parse_value  # the reading ``--extra K=V`` gives the same value
+
+    task = getattr(ns.task, "value", ns.task)
+    ns.progress = task in _PROGRESS_ON if ns.show_progress is None else ns.show_progress
+    ns.provider = old.get("provider", ns.backend)
+    for name in _OLD_LISTS.values():
+        setattr(ns, name, list(old[name]) if name in old else None)
+    for name in _OLD_SCALARS.values():
+        if name != "provider":
+            setattr(ns, name, parse_value(old[name]) if name in old else None)
+    if "seeds" in old:
+        ns.seeds = list(old["seeds"])
+    if getattr(ns, "reference_images", []) is None:
+        ns.reference_images = []
+    return ns
+
+
+class LegacyArgumentParser(argparse.ArgumentParser):
+    """``cli.build_parser()``'s parser: it reads 0.3.x command lines too (``legacy_args``) and its
+    Namespace also carries 0.3.x's names (``legacy_namespace``). Subcommand parsers are plain."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        import sys
+
+        argv, old = legacy_args(sys.argv[1:] if args is None else args)
+        ns, rest = super().parse_known_args(argv, namespace)
+        return legacy_namespace(ns, old), rest

@@ -146,7 +146,9 @@ class TaskSpec(_Frozen):
             for name, value in lora.defaults.items():
                 spec = self.params.get(name)
                 if spec is None or not spec.allows(value):
-                    raise ValueError(f"loras: {lora.source} {name}={value} is not a value of params")
+                    raise ValueError(
+                        f"loras: {lora.source} {name}={value} is not a value of params"
+                    )
         return self
 
 

@@ -75,3 +75,116 @@ def test_rapid_aio_repo_runs_one_call_with_that_transformer(flux_and_rapid) -> N
 
     with pytest.raises(UnknownModelError, match="rapid_aio_repo"):
         vm.generate_image("a cube", extra={"rapid_aio_repo": str(base / "nowhere")}, **args)
+
+
+# --- normalize_*_request: the request the engine runs, from the registry --------------------
+
+
+@pytest.fixture(scope="module")
+def sd_turbo_cache(tiny_sd_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny SD model in a Hub cache under a registry id (stabilityai/sd-turbo: 1 step,
+    guidance fixed at 0)."""
+    from abstractvision import model_cache
+
+    root = tmp_path_factory.mktemp("turbo")
+    shutil.copytree(tiny_sd_dir, root / "legacy")
+    cache = str(root / "hub")
+    model_cache.ensure_hf_repo_snapshot(
+        "stabilityai/sd-turbo", source_dir=root / "legacy", cache_dir=cache
+    )
+    return cache
+
+
+def test_engine_runs_the_registry_defaults_that_normalize_returns(
+    sd_turbo_cache: str, tiny_sd_dir: Path
+) -> None:
+    from abstractvision.types import ImageGenerationRequest
+
+    backend = HuggingFaceDiffusersVisionBackend(
+        model_id="stabilityai/sd-turbo", device="cpu", cache_dir=sd_turbo_cache
+    )
+    asked = ImageGenerationRequest(prompt="a cube", width=64, height=64, guidance_scale=7.0, seed=4)
+    normalized = backend.normalize_image_generation_request(asked)
+    assert (normalized.steps, normalized.guidance_scale) == (1, 0.0)  # registry: 1 step, cfg 0
+    assert (normalized.width, normalized.height, normalized.seed) == (64, 64, 4)
+    assert backend.normalize_image_generation_request(normalized) == normalized  # idempotent
+
+    direct = backend.generate_image(asked)  # the engine fills the same values itself
+    via_manager = VisionManager(backend=backend).generate_image(
+        "a cube", width=64, height=64, guidance_scale=7.0, seed=4
+    )
+    assert direct.metadata["steps"] == 1 and direct.metadata["guidance_scale"] == 0.0
+    assert via_manager.data == direct.data  # normalized first, then filled again: same run
+    same_weights = HuggingFaceDiffusersVisionBackend(model_id=str(tiny_sd_dir), device="cpu")
+    explicit = same_weights.generate_image(
+        ImageGenerationRequest(
+            prompt="a cube", width=64, height=64, steps=1, guidance_scale=0.0, seed=4
+        )
+    )
+    assert explicit.data == direct.data
+    # a folder the registry does not know: nothing to fill, the pipeline's own defaults run
+    plain = ImageGenerationRequest(prompt="a cube", width=64, height=64)
+    assert same_weights.normalize_image_generation_request(plain) == plain
+
+
+def test_normalize_reads_lora_defaults_sizes_and_refusals_from_the_registry() -> None:
+    from abstractvision import CapabilityNotSupportedError
+    from abstractvision.compat import LoRAAdapterSpec
+    from abstractvision.model_capabilities import VisionModelCapabilitiesRegistry
+    from abstractvision.types import ImageEditRequest, ImageGenerationRequest
+
+    qwen = HuggingFaceDiffusersVisionBackend(model_id="Qwen/Qwen-Image-2512", device="cpu")
+    norm = qwen.normalize_image_generation_request
+    lightning = LoRAAdapterSpec(source="lightx2v/Qwen-Image-2512-Lightning")
+    eight = LoRAAdapterSpec(
+        source="lightx2v/Qwen-Image-2512-Lightning:Qwen-Image-2512-Lightning-8steps-V1.0.safetensors"
+    )
+    spec = VisionModelCapabilitiesRegistry().param_spec("Qwen/Qwen-Image-2512", "text_to_image")
+    plain = norm(ImageGenerationRequest(prompt="fox"))
+    assert (plain.steps, plain.guidance_scale) == (spec["steps"].default, 4.0)
+    assert (plain.width, plain.height) == (spec["width"].default, spec["height"].default)
+    fast = norm(ImageGenerationRequest(prompt="fox", lora_adapters=(lightning,)))
+    assert (fast.steps, fast.guidance_scale) == (4, 1.0)
+    assert norm(ImageGenerationRequest(prompt="fox", lora_adapters=(eight,))).steps == 8
+    mine = norm(ImageGenerationRequest(prompt="fox", lora_adapters=(lightning,), steps=6))
+    assert (mine.steps, mine.guidance_scale) == (6, 1.0)  # what the caller set stays
+    assert norm(ImageGenerationRequest(prompt="fox", width=520, height=1000)).width == 528
+
+    edit = HuggingFaceDiffusersVisionBackend(model_id="Qwen/Qwen-Image-Edit-2511", device="cpu")
+    request = ImageEditRequest(
+        prompt="watercolor",
+        image=b"\x89PNG not decoded here",
+        lora_adapters=(LoRAAdapterSpec(source="lightx2v/Qwen-Image-Edit-2511-Lightning"),),
+    )
+    assert edit.normalize_image_edit_request(request).steps == 4
+
+    klein = HuggingFaceDiffusersVisionBackend(
+        model_id="black-forest-labs/FLUX.2-klein-9B", device="cpu"
+    )
+    distilled = klein.normalize_image_generation_request(
+        ImageGenerationRequest(prompt="fox", negative_prompt="blur", guidance_scale=7.0)
+    )
+    assert distilled.negative_prompt is None  # Flux2KleinPipeline takes none
+    assert (distilled.steps, distilled.guidance_scale) == (4, 1.0)  # fixed: ignored by the model
+
+    glm = HuggingFaceDiffusersVisionBackend(model_id="zai-org/GLM-Image", device="cpu")
+    with pytest.raises(CapabilityNotSupportedError, match="takes no control_image"):
+        glm.normalize_image_generation_request(
+            ImageGenerationRequest(prompt="fox", control_image=b"\x89PNG")
+        )
+    with_controlnet = HuggingFaceDiffusersVisionBackend(
+        model_id="Qwen/Qwen-Image-2512", device="cpu", controlnet="org/a-controlnet"
+    )
+    kept = with_controlnet.normalize_image_generation_request(
+        ImageGenerationRequest(prompt="fox", control_image=b"\x89PNG")
+    )
+    assert kept.control_image == b"\x89PNG"
+
+
+def test_normalize_video_request_fills_the_fixed_size_models_defaults() -> None:
+    from abstractvision.types import VideoGenerationRequest
+
+    backend = HuggingFaceDiffusersVisionBackend(model_id="zai-org/CogVideoX-2b", device="cpu")
+    video = backend.normalize_video_generation_request(VideoGenerationRequest(prompt="fox"))
+    got = (video.width, video.height, video.fps, video.num_frames, video.steps)
+    assert got == (720, 480, 8, 49, 50) and video.guidance_scale == 6.0

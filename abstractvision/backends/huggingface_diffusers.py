@@ -50,6 +50,7 @@ from ._diffusers import (
     run,
 )
 from ._diffusers import control as diffusers_control
+from ._diffusers import defaults as registry_defaults
 from ._diffusers.cache import Entry, PipelineCache
 from .base_backend import VisionBackend
 
@@ -317,6 +318,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         self, request: ImageGenerationRequest, *, control: GenerationControl | None = None
     ) -> GeneratedAsset:
         info = self._model_for(families.T2I, request.model)
+        request = self._filled(request, info, families.T2I)
         inputs = {"prompt": request.prompt, "width": request.width, "height": request.height}
         more, required, kind = diffusers_control.control_inputs(
             info, request, self.config.controlnet
@@ -332,6 +334,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         from .. import media
 
         info = self._model_for(families.I2I, request.model)
+        request = self._filled(request, info, families.I2I)
         image = media.decode_image(request.image, field="image")
         kind = loading.kind_of(families.I2I, request.mask is not None, info)
         mask = None
@@ -359,6 +362,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         self, request: VideoGenerationRequest, *, control: GenerationControl | None = None
     ) -> GeneratedAsset:
         info = self._model_for(families.T2V, request.model)
+        request = self._filled(request, info, families.T2V)
         return self._video(info, families.T2V, request, {"prompt": request.prompt}, control)
 
     def image_to_video(
@@ -367,6 +371,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         from .. import media
 
         info = self._model_for(families.I2V, request.model)
+        request = self._filled(request, info, families.I2V)
         image = media.decode_image(request.image, field="image")
         inputs = {"image": image, "prompt": request.prompt}
         return self._video(info, families.I2V, request, inputs, control, required=("image",))
@@ -384,6 +389,55 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         from ._diffusers.explicit_batch import run_batch
 
         return run_batch(self, requests, control)
+
+    # --- the request the engine runs (0.3.x normalize_*_request) ----------------------------------
+
+    def normalize_image_generation_request(
+        self, request: ImageGenerationRequest
+    ) -> ImageGenerationRequest:
+        """``request`` as ``generate_image`` runs it: the model's registry defaults filled in,
+        sizes rounded to its multiple, a guidance it ignores fixed, a control image it cannot
+        take refused (``CapabilityNotSupportedError``). Nothing is loaded."""
+        return self._normalized(request, families.T2I)
+
+    def normalize_image_edit_request(self, request: ImageEditRequest) -> ImageEditRequest:
+        """``request`` as ``edit_image`` runs it (see ``normalize_image_generation_request``)."""
+        return self._normalized(request, families.I2I)
+
+    def normalize_video_generation_request(
+        self, request: VideoGenerationRequest
+    ) -> VideoGenerationRequest:
+        """``request`` as ``generate_video`` runs it (fps, frames, size, steps, guidance)."""
+        return self._normalized(request, families.T2V)
+
+    def normalize_image_to_video_request(self, request: ImageToVideoRequest) -> ImageToVideoRequest:
+        """``request`` as ``image_to_video`` runs it."""
+        return self._normalized(request, families.I2V)
+
+    def _normalized(self, request: Any, task: str) -> Any:
+        configured = self.config.models.get(task) or (self.config.model_id,)
+        source = request.model or configured[0]
+        if source is None:
+            return request  # no model: the call itself says so
+        try:  # the model's folder when it is here (no download), else the registry alone
+            info: families.ModelInfo | None = self._info(source)
+        except (AbstractVisionError, ImportError):
+            info = None
+        if info is not None:
+            source, class_name = info.source, info.registry_classes.get(task, info.class_name)
+        else:
+            source = families.canonical_source(source)
+            class_name = families.registry_classes(source).get(task)
+        takes_control = class_name is None or diffusers_control.is_control_class(class_name)
+        takes_control = takes_control or bool(self.config.controlnet)
+        if getattr(request, "control_image", None) is not None and not takes_control:
+            raise diffusers_control.no_control(source, str(class_name))  # the run's refusal
+        return registry_defaults.fill(request, source, task, class_name)
+
+    def _filled(self, request: Any, info: families.ModelInfo, task: str) -> Any:
+        """The request with the model's registry defaults (same as ``normalize_*_request``)."""
+        class_name = info.registry_classes.get(task, info.class_name)
+        return registry_defaults.fill(request, info.source, task, class_name)
 
     # --- the shared call path --------------------------------------------------------------------
 

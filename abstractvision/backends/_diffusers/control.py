@@ -28,7 +28,9 @@ __all__ = [
     "CONTROL",
     "control_inputs",
     "derive",
+    "is_control_class",
     "is_control_model",
+    "no_control",
     "registry_types",
     "supports_control",
 ]
@@ -42,7 +44,19 @@ def _t2i_class(info: ModelInfo) -> str:
 
 def is_control_model(info: ModelInfo) -> bool:
     """Whether the model's text->image pipeline is a control pipeline (ControlNet or channels)."""
-    return "Control" in _t2i_class(info) and "ControlNetXS" not in _t2i_class(info)
+    return is_control_class(_t2i_class(info))
+
+
+def is_control_class(class_name: str) -> bool:
+    return "Control" in class_name and "ControlNetXS" not in class_name
+
+
+def no_control(source: str, class_name: str) -> CapabilityNotSupportedError:
+    """The refusal of a control image by a text->image model that takes none."""
+    return CapabilityNotSupportedError(
+        f"{source} ({class_name}) takes no control_image: configure a control model "
+        "(a ControlNet pipeline folder, or FLUX.1 Canny/Depth) or the controlnet option"
+    )
 
 
 def supports_control(
@@ -67,10 +81,7 @@ def control_inputs(
         class_name, kind = class_name.replace("Pipeline", "ControlNetPipeline"), CONTROL
     elif not is_control_model(info):
         if request.control_image is not None:
-            raise CapabilityNotSupportedError(
-                f"{info.source} ({class_name}) takes no control_image: configure a control model "
-                "(a ControlNet pipeline folder, or FLUX.1 Canny/Depth) or the controlnet option"
-            )
+            raise no_control(info.source, class_name)
         return {}, (), T2I
     if request.control_image is None:
         raise InvalidRequestError(

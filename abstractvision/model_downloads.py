@@ -42,6 +42,7 @@ from .model_capabilities import ModelCapabilities, VisionModelCapabilitiesRegist
 
 __all__ = [
     "ENGINES",
+    "HuggingFaceAccessError",
     "InstalledModel",
     "ModelAccessError",
     "ModelDownloadError",
@@ -49,11 +50,14 @@ __all__ = [
     "PlannedFile",
     "PullPlan",
     "PulledModel",
+    "SdcppFilesMissingError",
+    "SdcppModelSelection",
     "ensure_model",
     "find_model_preset",
     "format_bytes",
     "installed_models",
     "local_files",
+    "local_model_profile",
     "looks_like_hub_id",
     "model_presets",
     "plan_pull",
@@ -62,6 +66,7 @@ __all__ = [
     "registry_presets",
     "remove_model",
     "resolve_model_name",
+    "resolve_sdcpp_model_selection",
     "sdcpp_hub_config",
 ]
 
@@ -942,11 +947,22 @@ def local_files(
         return {"model": str(folder)}
     if model not in registry:
         return None
-    out: dict[str, str] = {}
-    for role, source in _sdcpp_sources(registry.get(model)).items():
+    found = _sdcpp_files_on_disk(registry.get(model), cache, quant)
+    if any(path is None for path in found.values()):
+        return None
+    return {role: str(path) for role, path in found.items()}
+
+
+def _sdcpp_files_on_disk(
+    model: ModelCapabilities, cache: Path, quant: str | None
+) -> dict[str, str | None]:
+    """role -> its file on disk (the asked quant, the registry's, else any), None when absent."""
+    out: dict[str, str | None] = {}
+    for role, source in _sdcpp_sources(model).items():
+        out[role] = None
         folder = _snapshot(cache, source.repo)
         if folder is None:
-            return None
+            continue
         names = _files_under(folder)
         name = None
         for wanted in (quant, source.quant):
@@ -955,9 +971,8 @@ def local_files(
                 break
         if name is None and "{quant}" in source.file and quants:
             name, _ = _match_source(names, source.file, quants[0])
-        if name is None:
-            return None
-        out[role] = str(folder / name)
+        if name is not None:
+            out[role] = str(folder / name)
     return out
 
 
@@ -966,12 +981,19 @@ def sdcpp_hub_config(config: Any, *, required: bool = False) -> Any:
 
     The files are the ones ``pull --engine sdcpp`` put on disk (no network). Not on disk: the
     config comes back unchanged, or with ``required`` an ``UnknownModelError`` naming the pull.
+    A 0.3.x preset key or short name (``flux2-klein-base-4b``, ``qwen-image-edit-2511-gguf``)
+    that is not a file on disk stands for its registry entry's Hub id.
     """
-    model = getattr(config, "model", None)
-    if not looks_like_hub_id(model) or getattr(config, "diffusion_model", None):
-        return config
     import dataclasses
 
+    model = getattr(config, "model", None)
+    if getattr(config, "diffusion_model", None):
+        return config
+    named = _sdcpp_registry_id(model)
+    if named is not None:
+        config, model = dataclasses.replace(config, model=named), named
+    if not looks_like_hub_id(model):
+        return config
     files = local_files(model, "sdcpp")
     if files is None:
         if required:
@@ -989,6 +1011,25 @@ def sdcpp_hub_config(config: Any, *, required: bool = False) -> Any:
         model_name=config.model_name or resolve_model_name(model),
         **{**files, **given},
     )
+
+
+def _sdcpp_registry_id(name: Any) -> str | None:
+    """The registry id a 0.3.x name (preset key, short name) of an sd.cpp model stands for."""
+    if not isinstance(name, str) or looks_like_hub_id(name) or _is_local_path(name):
+        return None
+    registry = VisionModelCapabilitiesRegistry()
+    try:
+        caps = registry.get(name)
+    except (UnknownModelError, ValueError):
+        return None
+    return caps.id if caps.engines.sdcpp and caps.engines.sdcpp.sources else None
+
+
+def _is_local_path(name: str) -> bool:
+    try:
+        return os.path.lexists(name)
+    except (OSError, ValueError):  # NUL, over-long names
+        return False
 
 
 def _companions_on_disk(model: str, cache: Path, registry: VisionModelCapabilitiesRegistry) -> bool:
@@ -1293,7 +1334,9 @@ def _diffusers_preset(model_id: str, caps: ModelCapabilities) -> ModelPreset:
     )
 
 
-def _gguf_preset(model_id: str, caps: ModelCapabilities, main: Any, quant: str | None) -> ModelPreset:
+def _gguf_preset(
+    model_id: str, caps: ModelCapabilities, main: Any, quant: str | None
+) -> ModelPreset:
     short = model_id.split("/")[-1].lower()
     return ModelPreset(
         key=short,
@@ -1342,7 +1385,9 @@ def model_presets(
     """
     wanted = " ".join(str(v or "").lower() for v in (target, engine))
     if "mlx" in wanted or "mflux" in wanted:
-        raise ValueError(f"no MLX presets (target={target!r}, engine={engine!r}): abstractvision >= 0.4 runs Diffusers and sd.cpp")
+        raise ValueError(
+            f"no MLX presets (target={target!r}, engine={engine!r}): abstractvision >= 0.4 runs Diffusers and sd.cpp"
+        )
     want_sdcpp = any(n in wanted for n in _SDCPP_NAMES)
     want_diffusers = any(n in wanted for n in _DIFFUSERS_NAMES)
     registry = VisionModelCapabilitiesRegistry()
@@ -1355,3 +1400,107 @@ def model_presets(
         and not (want_diffusers and preset.target != "diffusers")
     ]
     return sorted(out, key=lambda p: (p.key, p.target, p.repo_id, p.quantization_bits or 0))
+
+
+# 0.3.34's name of the error for a gated repo: 0.4's own (``pull`` raises it naming the licence
+# page and HF_TOKEN); 0.3.x callers catch it by its old name.
+HuggingFaceAccessError = ModelAccessError
+
+
+@functools.lru_cache(maxsize=1)
+def local_model_profile() -> str:
+    """0.3.34's host kind, from the device ``startup.machine`` finds (what picks the recommended
+    model): ``cuda`` (an NVIDIA GPU), ``apple-silicon``, ``macos`` (an Intel Mac) or ``cpu``.
+
+    0.4 picks a model's sd.cpp files from the registry whatever the host.
+    """
+    import sys
+
+    from .startup import machine
+
+    device = machine().device
+    if device == "mps":
+        return "apple-silicon"
+    if device == "cuda":
+        return "cuda"
+    return "macos" if sys.platform == "darwin" else "cpu"
+
+
+class SdcppFilesMissingError(UnknownModelError, RuntimeError):
+    """A model's stable-diffusion.cpp files are not all on disk (0.3.34 raised RuntimeError)."""
+
+
+@dataclass(frozen=True)
+class SdcppModelSelection:
+    """0.3.34's answer of ``resolve_sdcpp_model_selection``: the sd.cpp files of one model.
+
+    ``model`` is a single checkpoint; otherwise ``diffusion_model`` / ``vae`` / ``llm`` (and the
+    other component roles 0.4's registry names: ``clip_l``, ``t5xxl``, ...) are set.
+    """
+
+    key: str
+    repo_id: str
+    capabilities_model_id: str | None = None
+    model: str | None = None
+    diffusion_model: str | None = None
+    vae: str | None = None
+    llm: str | None = None
+    llm_vision: str | None = None
+    files: dict[str, str] = field(default_factory=dict)  # every role -> file
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def resolve_sdcpp_model_selection(
+    name: str,
+    *,
+    allow_download: bool = False,
+    token: str | None = None,
+    max_workers: int = 4,
+) -> SdcppModelSelection:
+    """0.3.34: a preset key (``flux2-klein-base-4b``), registry id or GGUF repo id -> the
+    stable-diffusion.cpp files ``pull --engine sdcpp`` put in the Hub cache (no network).
+
+    Not all on disk: ``SdcppFilesMissingError`` naming each missing role and the command that
+    fetches it; with ``allow_download`` they are pulled instead. ``max_workers`` is accepted
+    (``pull`` fetches one file at a time, resumable).
+    """
+    del max_workers
+    requested = str(name or "").strip()
+    if not requested:
+        raise InvalidRequestError("name", name, "names no stable-diffusion.cpp model")
+    preset = find_model_preset(
+        requested, target="gguf", engine="stable-diffusion.cpp", require_8bit=True
+    )
+    model_id = str(preset.upstream_repo_id)
+    registry = VisionModelCapabilitiesRegistry()
+    from .model_cache import default_hf_cache_root  # read now: HF_HUB_CACHE may have changed
+
+    cache = default_hf_cache_root()
+    found = _sdcpp_files_on_disk(registry.get(model_id), cache, None)
+    missing = [role for role, path in found.items() if path is None]
+    if missing and allow_download:
+        found = dict(pull(model_id, "sdcpp", token=token, cache_dir=cache).paths)
+    elif missing:
+        sources = _sdcpp_sources(registry.get(model_id))
+        what = ", ".join(f"{r} ({sources[r].repo}: {sources[r].file})" for r in missing)
+        raise SdcppFilesMissingError(
+            f"stable-diffusion.cpp files of {requested!r} ({model_id}) are not on disk in "
+            f"{cache}: missing {what}; run `{pull_command(model_id, 'sdcpp')}` "
+            f"(0.3.x: `abstractvision download {requested} --provider sdcpp`)"
+        )
+    files = {role: str(path) for role, path in found.items()}
+    return SdcppModelSelection(
+        key=preset.key,
+        repo_id=preset.repo_id,
+        capabilities_model_id=model_id,
+        model=files.get("model"),
+        diffusion_model=files.get("diffusion_model"),
+        vae=files.get("vae"),
+        llm=files.get("llm"),
+        llm_vision=files.get("llm_vision"),
+        files=files,
+    )

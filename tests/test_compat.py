@@ -74,6 +74,18 @@ def test_extras_of_0_3_34_are_kept_and_mcp_is_not_a_base_dependency() -> None:
     assert plugins == {"abstractvision": "abstractvision.integrations.abstractcore_plugin:register"}
 
 
+def test_all_gpu_spells_out_the_sdcpp_extra_except_on_windows() -> None:
+    """0.3.x's all-gpu names stable-diffusion-cpp-python itself, marked out on Windows (no wheel
+    there); its lines must stay the sdcpp extra's, so the two cannot drift apart."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    windows_out = [f"{req}; sys_platform != 'win32'" for req in extras["sdcpp"]]
+    assert extras["all-gpu"] == ["abstractvision[diffusers]", *windows_out]
+    assert any(req.startswith("stable-diffusion-cpp-python") for req in extras["sdcpp"])
+
+
 def test_removed_public_names_are_back_and_real() -> None:
     from abstractvision import LoRAAdapterSpec, ProviderModelInfo, VisionModelCapabilitiesRegistry
     from abstractvision.model_capabilities import PACKAGED_PATH, validate_capabilities_json

@@ -180,7 +180,8 @@ def test_installed_list_and_remove(hub: HubServer, online: Path) -> None:
     md.pull(KLEIN_ID, "sdcpp", endpoint=hub.url)  # the registry's default quant (Q8_0)
     rows = {r.repo_id: r for r in md.installed_models()}
     assert set(rows) == {SD_ID, KLEIN_ID, "leejet/FLUX.2-klein-4B-GGUF", "unsloth/Qwen3-4B-GGUF"}
-    assert rows["unsloth/Qwen3-4B-GGUF"].used_by == (KLEIN_ID,)
+    klein_base = "black-forest-labs/FLUX.2-klein-base-4B"  # same text encoder, not on disk
+    assert rows["unsloth/Qwen3-4B-GGUF"].used_by == (KLEIN_ID, klein_base)
     assert rows[SD_ID].size_bytes == sum(
         p.stat().st_size for p in (Path(rows[SD_ID].path) / "blobs").iterdir()
     )
@@ -311,3 +312,125 @@ def test_an_adapter_pulls_its_config_one_weight_file_and_its_base_model(
     }
     assert md.local_files(SD_ID, "diffusers") is not None  # the base model came too
     assert md.local_files(adapter, "diffusers") == {"model": pulled.paths["model"]}
+
+
+def _select_with_downloads(name: str, hub: HubServer, cache: Path) -> md.SdcppModelSelection:
+    """resolve_sdcpp_model_selection(allow_download=True) in a process whose huggingface_hub
+    reads this Hub's address and ``cache`` from its environment (as a user's would)."""
+    code = (
+        "import json, sys; from abstractvision import model_downloads as md\n"
+        "got = md.resolve_sdcpp_model_selection(sys.argv[1], allow_download=True)\n"
+        "print(json.dumps(got.to_dict()))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, name],
+        capture_output=True,
+        text=True,
+        env=hub.cli_env(cache),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return md.SdcppModelSelection(**json.loads(done.stdout))
+
+
+def test_0_3_x_sdcpp_selection_resolves_preset_keys_to_the_pulled_files(
+    hub: HubServer, online: Path, klein_split: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0.3.34's resolve_sdcpp_model_selection: a preset key -> the files ``pull`` put on disk."""
+    import shutil
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(online))  # 0.3.x read the cache when called
+    with pytest.raises(md.SdcppFilesMissingError) as missing:
+        md.resolve_sdcpp_model_selection("flux2-klein-4b")
+    text = str(missing.value)
+    assert isinstance(missing.value, RuntimeError) and isinstance(missing.value, UnknownModelError)
+    for role in (
+        "diffusion_model (leejet/FLUX.2-klein-4B-GGUF",
+        f"vae ({KLEIN_ID}",
+        "llm (unsloth",
+    ):
+        assert role in text
+    assert f"`abstractvision pull {KLEIN_ID} --engine sdcpp`" in text
+    assert not hub.served("GET")  # nothing is fetched unless asked
+
+    got = _select_with_downloads("flux2-klein-4b", hub, online)
+    assert got.files == md.local_files(KLEIN_ID, "sdcpp") and got.model is None
+    assert (got.repo_id, got.capabilities_model_id) == ("leejet/FLUX.2-klein-4B-GGUF", KLEIN_ID)
+    assert got.diffusion_model and got.diffusion_model.endswith("flux-2-klein-4b-Q8_0.gguf")
+    assert got.llm and got.llm.endswith("Qwen3-4B-Q4_K_M.gguf")  # the registry's default quant
+    assert got.vae and Path(got.vae).read_bytes() == klein_split["vae"].read_bytes()
+    fetched = len(hub.served("GET"))
+    for name in (
+        KLEIN_ID,
+        "FLUX.2-klein-4B",
+        "leejet/FLUX.2-klein-4B-GGUF",
+        "sdcpp/flux2-klein-4b",
+    ):
+        assert md.resolve_sdcpp_model_selection(name, allow_download=True) == got
+    assert len(hub.served("GET")) == fetched  # on disk: no second download
+
+    # an sd.cpp backend configured with the 0.3.x key (AbstractCore's vision_sdcpp_model) loads
+    # the same files; a key whose files are not on disk names the pull that fetches them
+    from abstractvision import ImageGenerationRequest
+    from abstractvision.backends import StableDiffusionCppVisionBackend
+
+    backend = StableDiffusionCppVisionBackend(model="flux2-klein-4b")
+    assert backend.config.files() == got.files and backend.model_name == KLEIN_ID
+    base = StableDiffusionCppVisionBackend(model="flux2-klein-base-4b")
+    with pytest.raises(UnknownModelError) as absent:
+        base.generate_image(ImageGenerationRequest(prompt="x", width=64, height=64))
+    pull = "abstractvision pull black-forest-labs/FLUX.2-klein-base-4B --engine sdcpp"
+    assert pull in str(absent.value)
+
+    shutil.rmtree(online / "models--unsloth--Qwen3-4B-GGUF")  # a companion gone: named alone
+    with pytest.raises(
+        md.SdcppFilesMissingError, match=r"missing llm \(unsloth/Qwen3-4B-GGUF"
+    ) as gone:
+        md.resolve_sdcpp_model_selection("flux2-klein-4b")
+    assert "diffusion_model" not in str(gone.value) and "vae (" not in str(gone.value)
+    with pytest.raises(ValueError, match=r"Unknown stable-diffusion\.cpp"):
+        md.resolve_sdcpp_model_selection("sdxl-turbo")  # the registry names no sd.cpp files
+    with pytest.raises(ValueError, match="name"):
+        md.resolve_sdcpp_model_selection("  ")
+
+
+def test_0_3_x_qwen_edit_gguf_key_pulls_the_registry_bundle(
+    hub: HubServer, online: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``qwen-image-edit-2511-gguf`` (a 0.3.x preset key): the registry's sd.cpp sources match
+    the files 0.3.x used (the Q8_0 GGUF, Comfy's VAE and full Qwen2.5-VL encoder, not fp8)."""
+    hub.add(
+        HubRepo(
+            "unsloth/Qwen-Image-Edit-2511-GGUF",
+            {f"qwen-image-edit-2511-{q}.gguf": q.encode() * 1000 for q in ("Q4_K_M", "Q8_0")},
+        )
+    )
+    comfy = {
+        "split_files/vae/qwen_image_vae.safetensors": b"vae" * 1000,
+        "split_files/text_encoders/qwen_2.5_vl_7b.safetensors": b"llm" * 1000,
+        "split_files/text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors": b"fp8" * 1000,
+        "split_files/diffusion_models/qwen_image_bf16.safetensors": b"dit" * 1000,
+    }
+    hub.add(HubRepo("Comfy-Org/Qwen-Image_ComfyUI", comfy))
+    monkeypatch.setenv("HF_HUB_CACHE", str(online))
+    preset = md.find_model_preset("qwen-image-edit-2511-gguf", engine="stable-diffusion.cpp")
+    assert (preset.repo_id, preset.target) == ("unsloth/Qwen-Image-Edit-2511-GGUF", "gguf")
+    assert preset.upstream_repo_id == "Qwen/Qwen-Image-Edit-2511"
+    got = _select_with_downloads("qwen-image-edit-2511-gguf", hub, online)
+    assert got == md.resolve_sdcpp_model_selection("qwen-image-edit-2511-gguf")
+    assert Path(got.diffusion_model or "").read_bytes() == b"Q8_0" * 1000
+    assert Path(got.vae or "").read_bytes() == comfy["split_files/vae/qwen_image_vae.safetensors"]
+    assert got.llm and got.llm.endswith("split_files/text_encoders/qwen_2.5_vl_7b.safetensors")
+    assert len(hub.served("GET")) == 3  # not the fp8 encoder, nor Comfy's bf16 model
+
+
+def test_0_3_x_access_error_name_and_host_kind(hub: HubServer, online: Path) -> None:
+    """0.3.34 callers catch HuggingFaceAccessError and read local_model_profile()."""
+    from abstractvision.startup import machine
+
+    with pytest.raises(md.HuggingFaceAccessError, match="gated"):
+        md.pull(GATED_ID, "diffusers", endpoint=hub.url)
+    kind = md.local_model_profile()
+    assert kind in ("cuda", "apple-silicon", "macos", "cpu")
+    assert (kind == "cuda") == (machine().device == "cuda")
+    assert (kind == "apple-silicon") == (machine().device == "mps")

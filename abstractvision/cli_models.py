@@ -229,6 +229,7 @@ def _configure_pull(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--engine",
+        "--backend",  # the name generation commands use (and 0.3.x's download --provider)
         choices=model_downloads.ENGINES,
         help="which engine's files: diffusers (default) or sdcpp [env ABSTRACTVISION_BACKEND]",
     )

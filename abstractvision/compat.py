@@ -770,7 +770,13 @@ _OLD_COMMANDS = {
     "model-catalog": "models",
     "download-catalog": "models",
     "model-presets": "models",
+    "download-vision-model": "pull",
+    "vision-models": "models",
 }
+# after an old catalogue/download name: --target gguf|diffusers names the engine's files; the
+# 8-bit preset policy (--all, --allow-non-8bit) and --max-workers have no 0.4 counterpart
+_OLD_TARGETS = {"gguf": "sdcpp", "diffusers": "diffusers", "auto": None}
+_CATALOGUE_DROPPED = ("--all", "--allow-non-8bit")
 _OLD_PROVIDERS = {
     "huggingface": "diffusers",
     "hf": "diffusers",
@@ -810,15 +816,18 @@ def legacy_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     ``--max-sequence-length`` -> ``--extra``, ``--resolution 2x`` -> ``--scale 2``, repeated
     ``--reference-image X`` and ``--seeds 1,2 --seeds 3`` -> one ``--reference-images`` /
     ``--seeds`` list (placed last, so it cannot swallow the prompt), ``download`` /
-    ``download-model`` -> ``pull``, ``catalog`` / ``model-catalog`` / ``download-catalog`` /
-    ``model-presets`` -> ``models``; ``--open``, ``--all-targets``, ``--lora-target-role``,
-    ``--lora-adapter-name`` are dropped. Raises InvalidRequestError for a ``--lora-scale`` that is
-    not a number.
+    ``download-model`` / ``download-vision-model`` -> ``pull``, ``catalog`` / ``model-catalog``
+    / ``download-catalog`` / ``model-presets`` / ``vision-models`` -> ``models`` (after these,
+    ``--target gguf|diffusers`` -> ``--backend sdcpp|diffusers``; ``--target auto``, ``--all``,
+    ``--allow-non-8bit``, ``--max-workers`` are dropped); ``--open``, ``--all-targets``,
+    ``--lora-target-role``, ``--lora-adapter-name`` are dropped. Raises InvalidRequestError for a
+    ``--lora-scale`` that is not a number.
     """
     import sys
 
     args = list(argv)
-    if args and args[0] in _OLD_COMMANDS:
+    old_command = bool(args) and args[0] in _OLD_COMMANDS
+    if old_command:
         args[0] = _OLD_COMMANDS[args[0]]
     out: list[str] = []
     old: dict[str, Any] = {}
@@ -866,7 +875,11 @@ def legacy_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
             seeds += taken
             i += step
             continue
-        elif args[i] in _DROPPED_FLAGS:
+        elif old_command and flag == "--target" and value in _OLD_TARGETS:
+            out += ["--backend", _OLD_TARGETS[value]] if _OLD_TARGETS[value] else []
+        elif old_command and flag == "--max-workers" and value is not None:
+            pass
+        elif args[i] in _DROPPED_FLAGS or (old_command and args[i] in _CATALOGUE_DROPPED):
             step = 1
         else:
             out.append(args[i])

@@ -119,3 +119,33 @@ def test_no_progress_hides_the_bar_on_a_terminal(tiny_sd_dir: Path, tmp_path: Pa
     err = b"".join(chunks).decode(errors="replace")
     assert done.returncode == 0, err
     assert (tmp_path / "p.png").exists() and "ETA" not in err and "step" not in err, err
+
+
+def test_0_3_x_download_and_catalogue_command_lines(tiny_sd_dir: Path, tmp_path: Path) -> None:
+    """download-model NAME --provider huggingface --max-workers N (0.3.x) pulls the Diffusers
+    files from the Hub; --target gguf on a catalogue command lists the models sd.cpp runs."""
+    from hub_repos import SD_ID, diffusers_repo
+    from hub_server import HubServer
+
+    def cli(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "abstractvision.cli", *argv], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    with HubServer([diffusers_repo(tiny_sd_dir)]) as hub:
+        env = hub.cli_env(tmp_path / "cache")
+        old = ["download-model", SD_ID, "--provider", "huggingface", "--max-workers", "2"]
+        pulled = cli(*old, "--allow-non-8bit", "--json", env=env)
+        assert pulled.returncode == 0, pulled.stderr
+        assert "0.3.x usage rewritten (download-model, --provider, --max-workers" in pulled.stderr
+        row = json.loads(pulled.stdout)
+        assert (row["engine"], row["files"]) == ("diffusers", 10) and row["downloaded_bytes"] > 0
+        again = cli("download-vision-model", SD_ID, "--target", "diffusers", "--json", env=env)
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["downloaded_bytes"] == 0  # on disk already
+    offline = {**env, "HF_HUB_OFFLINE": "1"}
+    listed = cli("vision-models", "--target", "gguf", "--all", "--json", env=offline)
+    assert listed.returncode == 0, listed.stderr
+    assert any(row["downloads"] for row in json.loads(listed.stdout))  # the GGUF repos
+    assert json.loads(listed.stdout) == json.loads(cli("models", "--backend", "sdcpp", "--json", env=offline).stdout)  # fmt: skip
+    refused = cli("model-presets", "--target", "mlx", env=offline)
+    assert refused.returncode == 2 and "--target mlx" in refused.stderr

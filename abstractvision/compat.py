@@ -788,7 +788,21 @@ _RENAMED_FLAGS = {"--provider": "--backend", "--frames": "--num-frames"}
 _EXTRA_FLAGS = {"--guidance-2": "guidance_scale_2", "--flow-shift": "flow_shift"}
 _EXTRA_FLAGS["--softness"] = "softness"
 _EXTRA_FLAGS["--max-sequence-length"] = "max_sequence_length"
-_DROPPED_FLAGS = ("--open", "--all-targets")
+_DROPPED_FLAGS = ("--open", "--all-targets", "--no-vae-tiling")  # whole-frame decode: the default
+_DROPPED_FLAGS += ("--diffusers-auto-retry-fp32", "--diffusers-no-auto-retry-fp32")
+# 0.3.x's backend flags -> today's flags and --backend-option names (--base-url alone: openai)
+_RENAMED_FLAGS.update({"--diffusers-device": "--device", "--sdcpp-model": "--model"})
+_RENAMED_FLAGS["--store-dir"] = "--store"
+_RENAMED_SWITCHES = {"--diffusers-allow-download": "--allow-download"}
+_BACKEND_OPTIONS = {"--base-url": "base_url", "--api-key": "api_key", "--timeout-s": "timeout_s"}
+_BACKEND_OPTIONS.update({"--images-generations-path": "images_generations_path"})
+_BACKEND_OPTIONS.update({"--images-edits-path": "images_edits_path"})
+_BACKEND_OPTIONS.update({"--image-to-video-mode": "sync_image_to_video_mode"})
+_BACKEND_OPTIONS.update({"--diffusers-torch-dtype": "torch_dtype"})
+_BACKEND_OPTIONS.update({f"--sdcpp-{k.replace('_', '-')}": k for k in ("diffusion_model", "vae")})
+_BACKEND_OPTIONS.update({f"--sdcpp-{k.replace('_', '-')}": k for k in ("llm", "llm_vision")})
+_VIDEO_PATHS = {"--text-to-video-path": "text_to_video", "--image-to-video-path": "image_to_video"}
+_DROPPED_WITH_VALUE = ("--sdcpp-bin",)  # sd-cli: 0.4 runs the stable-diffusion-cpp bindings
 _SEED_LIST = re.compile(r"^\d+(,\d+)*$")
 # 0.3.x spellings of the same flag; the 0.3.x Namespace names (``legacy_namespace``) of a flag
 _FLAG_ALIASES = {"--lora-path": "--lora", "--lora-paths": "--lora", "--lora-scales": "--lora-scale"}
@@ -820,8 +834,16 @@ def legacy_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     / ``download-catalog`` / ``model-presets`` / ``vision-models`` -> ``models`` (after these,
     ``--target gguf|diffusers`` -> ``--backend sdcpp|diffusers``; ``--target auto``, ``--all``,
     ``--allow-non-8bit``, ``--max-workers`` are dropped); ``--open``, ``--all-targets``,
-    ``--lora-target-role``, ``--lora-adapter-name`` are dropped. Raises InvalidRequestError for a
-    ``--lora-scale`` that is not a number.
+    ``--lora-target-role``, ``--lora-adapter-name`` are dropped. The backend flags:
+    ``--base-url`` / ``--api-key`` / ``--timeout-s`` / ``--images-*-path`` /
+    ``--image-to-video-mode`` / ``--diffusers-torch-dtype`` / ``--sdcpp-diffusion-model`` /
+    ``--sdcpp-vae`` / ``--sdcpp-llm(-vision)`` -> ``--backend-option`` (``--base-url`` without
+    ``--provider`` means ``--backend openai``), ``--text-to-video-path`` /
+    ``--image-to-video-path`` -> ``sync_video_paths``, ``--diffusers-device`` -> ``--device``,
+    ``--sdcpp-model`` -> ``--model``, ``--store-dir`` -> ``--store``,
+    ``--diffusers-allow-download`` -> ``--allow-download``; ``--sdcpp-bin``,
+    ``--diffusers-(no-)auto-retry-fp32`` and ``--no-vae-tiling`` (whole-frame decode is the
+    default) are dropped. Raises InvalidRequestError for a ``--lora-scale`` that is not a number.
     """
     import sys
 
@@ -832,6 +854,7 @@ def legacy_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     out: list[str] = []
     old: dict[str, Any] = {}
     references: list[str] = []
+    video_paths: dict[str, str] = {}
     seeds: list[str] = []
     old_seeds = False
     seen: list[str] = []
@@ -857,6 +880,15 @@ def legacy_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
             out += [_RENAMED_FLAGS[flag], value]
         elif flag in _EXTRA_FLAGS and value is not None:
             out += ["--extra", f"{_EXTRA_FLAGS[flag]}={value}"]
+        elif flag in _BACKEND_OPTIONS and value is not None:
+            out += ["--backend-option", f"{_BACKEND_OPTIONS[flag]}={value}"]
+        elif flag in _VIDEO_PATHS and value is not None:
+            video_paths[_VIDEO_PATHS[flag]] = value
+        elif flag in _DROPPED_WITH_VALUE and value is not None:
+            pass
+        elif args[i] in _RENAMED_SWITCHES:
+            out.append(_RENAMED_SWITCHES[args[i]])
+            step = 1
         elif flag == "--resolution" and value is not None:
             out += ["--scale", value.lower().rstrip("x")]
         elif flag in _OLD_LISTS and value is not None:
@@ -904,6 +936,10 @@ def legacy_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
             for k, source in enumerate(paths)
         ]
         out += ["--extra", "loras=" + json.dumps([_entry(item) for item in items])]
+    if video_paths:
+        out += ["--backend-option", "sync_video_paths=" + json.dumps(video_paths)]
+    if "--base-url" in seen and not any(a.partition("=")[0] == "--backend" for a in out):
+        out += ["--backend", "openai"]  # 0.3.x: a base URL alone meant the OpenAI-compatible API
     if references:
         out += ["--reference-images", *references]
     if seeds:

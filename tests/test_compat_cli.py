@@ -149,3 +149,36 @@ def test_0_3_x_download_and_catalogue_command_lines(tiny_sd_dir: Path, tmp_path:
     assert json.loads(listed.stdout) == json.loads(cli("models", "--backend", "sdcpp", "--json", env=offline).stdout)  # fmt: skip
     refused = cli("model-presets", "--target", "mlx", env=offline)
     assert refused.returncode == 2 and "--target mlx" in refused.stderr
+
+
+def test_0_3_x_backend_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--base-url alone meant the OpenAI-compatible API; --api-key / --timeout-s / --store-dir /
+    --images-generations-path are today's backend options and --store."""
+    from http_servers import png, serving
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    seen: list[tuple[str, str]] = []
+
+    async def images(request: Request) -> JSONResponse:
+        seen.append((request.url.path, request.headers.get("authorization", "")))
+        return JSONResponse({"data": [{"b64_json": base64.b64encode(png()).decode()}]})
+
+    with serving(Starlette(routes=[Route("/v1/gen", images, methods=["POST"])])) as base:
+        argv = ["t2i", "--base-url", f"{base}/v1", "--api-key", "sk-old", "--timeout-s", "30"]
+        argv += ["--images-generations-path", "/gen", "--store-dir", str(tmp_path / "st")]
+        assert main([*argv, "--model", "local-sd", "a cat", "--open"]) == 0
+    assert seen == [("/v1/gen", "Bearer sk-old")]
+    out, err = capsys.readouterr()
+    assert out.strip() and any((tmp_path / "st").rglob("*"))  # stored; the ref is printed
+    assert "sk-old" not in err and "(--base-url, --api-key, --timeout-s" in err
+
+    args = build_parser().parse_args(
+        ["t2v", "--provider", "sdcpp", "--sdcpp-model", "m.gguf", "--sdcpp-vae", "v.safetensors",
+         "--sdcpp-bin", "/opt/sd-cli", "--diffusers-device", "cpu", "--no-vae-tiling", "waves",
+         "--text-to-video-path", "/t2v", "--diffusers-no-auto-retry-fp32"]
+    )  # fmt: skip
+    assert (args.backend, args.model, args.device, args.prompt) == ("sdcpp", "m.gguf", "cpu", "waves")  # fmt: skip
+    assert args.backend_option == ["vae=v.safetensors", 'sync_video_paths={"text_to_video": "/t2v"}']  # fmt: skip

@@ -188,3 +188,61 @@ def test_normalize_video_request_fills_the_fixed_size_models_defaults() -> None:
     video = backend.normalize_video_generation_request(VideoGenerationRequest(prompt="fox"))
     got = (video.width, video.height, video.fps, video.num_frames, video.steps)
     assert got == (720, 480, 8, 49, 50) and video.guidance_scale == 6.0
+
+
+# --- cpu_offload: "auto" by default, as in 0.3.x ------------------------------------------------
+
+
+def test_cpu_offload_defaults_to_auto_reads_back_and_keeps_a_cpu_model_whole(
+    tiny_sd_dir: Path,
+) -> None:
+    import torch
+
+    from abstractvision import InvalidRequestError
+    from abstractvision.backends.huggingface_diffusers import HuggingFaceDiffusersBackendConfig
+
+    config = HuggingFaceDiffusersBackendConfig(model_id="m")
+    assert (config.enable_model_cpu_offload, config.cpu_offload) == ("auto", "auto")
+    for options, mode in (
+        ({"enable_model_cpu_offload": False}, "none"),
+        ({"enable_model_cpu_offload": True}, "model"),
+        ({"enable_sequential_cpu_offload": True}, "sequential"),
+    ):
+        assert HuggingFaceDiffusersBackendConfig(model_id="m", **options).cpu_offload == mode
+    with pytest.warns(DeprecationWarning):
+        assert HuggingFaceDiffusersBackendConfig(model_id="m", cpu_offload="none").cpu_offload == (
+            "none"
+        )
+    with pytest.raises(InvalidRequestError, match="enable_model_cpu_offload"):
+        HuggingFaceDiffusersBackendConfig(model_id="m", enable_model_cpu_offload="Auto")
+    assert HuggingFaceDiffusersBackendConfig(model_id="m", group_offload=True).group_offload
+
+    backend = HuggingFaceDiffusersVisionBackend(model_id=str(tiny_sd_dir), device="cpu")
+    pipe = backend.get_pipeline("text_to_image")
+    modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
+    assert modules and all(getattr(m, "_hf_hook", None) is None for m in modules)  # no offload
+    assert {p.device.type for m in modules for p in m.parameters()} == {"cpu"}
+    backend.unload()
+
+
+def test_auto_offload_refuses_only_a_model_system_memory_cannot_hold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from abstractvision import OutOfMemoryError
+    from abstractvision.backends._diffusers import memory
+    from abstractvision.backends.huggingface_diffusers import HuggingFaceDiffusersBackendConfig
+
+    qwen = "Qwen/Qwen-Image-2512"  # 53.7 GiB in bfloat16, its transformer 38 GiB
+    auto = HuggingFaceDiffusersBackendConfig(model_id=qwen)
+    never = HuggingFaceDiffusersBackendConfig(model_id=qwen, enable_model_cpu_offload=False)
+    # no GPU here: only the sizes of one are stood in (the check reads nothing else)
+    monkeypatch.setattr(memory, "device_memory_bytes", lambda device: 24 * 2**30)
+    monkeypatch.setattr(memory, "system_memory_bytes", lambda: 256 * 2**30)
+    memory.check_fits(qwen, "torch.bfloat16", "cuda", auto)  # offloaded (even sequentially)
+    with pytest.raises(OutOfMemoryError, match="Enable model CPU offload"):
+        memory.check_fits(qwen, "torch.bfloat16", "cuda", never)
+    monkeypatch.setattr(memory, "system_memory_bytes", lambda: 32 * 2**30)
+    with pytest.raises(OutOfMemoryError, match=r"system memory \(offloaded weights\)"):
+        memory.check_fits(qwen, "torch.bfloat16", "cuda", auto)
+    monkeypatch.setattr(memory, "device_memory_bytes", lambda device: 80 * 2**30)
+    memory.check_fits(qwen, "torch.bfloat16", "cuda", auto)  # fits the card whole

@@ -75,7 +75,9 @@ class HuggingFaceDiffusersBackendConfig:
     cache_dir: str | None = None
     revision: str | None = None
     variant: str | None = None
-    enable_model_cpu_offload: bool | Literal["auto"] = False  # "auto": by free GPU memory
+    # "auto" (as 0.3.x): at load, by free GPU memory: whole on the GPU when it fits, else model
+    # CPU offload, else sequential; on CPU / MPS nothing is offloaded. True / False: always / never
+    enable_model_cpu_offload: bool | Literal["auto"] = "auto"
     enable_sequential_cpu_offload: bool = False
     enable_vae_tiling: bool = False
     enable_vae_slicing: bool = False
@@ -131,6 +133,20 @@ class HuggingFaceDiffusersBackendConfig:
             raise InvalidRequestError(
                 "memory_budget_bytes", self.memory_budget_bytes, "must be >= 0"
             )
+        if self.enable_model_cpu_offload not in (True, False, "auto"):
+            raise InvalidRequestError(
+                "enable_model_cpu_offload",
+                self.enable_model_cpu_offload,
+                "must be true, false or 'auto'",
+            )
+
+    @property
+    def cpu_offload(self) -> str:
+        """0.3.x name, read back: auto | model | sequential | none (from the two flags)."""
+        if self.enable_sequential_cpu_offload:
+            return "sequential"
+        mode = self.enable_model_cpu_offload
+        return "auto" if mode == "auto" else "model" if mode else "none"
 
 
 class HuggingFaceDiffusersVisionBackend(VisionBackend):

@@ -64,7 +64,10 @@ def check_fits(source: str, dtype: Any, device: str, options: Any) -> None:
     what += f"({caps.total_parameters_b:g}B published parameters)"
     on_gpu = device.startswith("cuda")
     sequential = on_gpu and options.enable_sequential_cpu_offload
-    offload = on_gpu and options.enable_model_cpu_offload and not sequential
+    if on_gpu and options.enable_model_cpu_offload == "auto" and not sequential:
+        gpu = device_memory_bytes(device)  # too big for the card: auto offloads (at worst
+        sequential = gpu is None or need > gpu  # sequentially), so only system memory counts
+    offload = on_gpu and options.enable_model_cpu_offload is True and not sequential
     system = system_memory_bytes()
     if on_gpu and not sequential:
         gpu = device_memory_bytes(device)

@@ -165,8 +165,8 @@ def check_config(config: Any) -> None:
         raise InvalidRequestError("attention_backend", backend, "must be a backend name")
     if not isinstance(config.group_offload, bool):
         raise InvalidRequestError("group_offload", config.group_offload, "must be true or false")
-    if config.group_offload and (
-        config.enable_model_cpu_offload or config.enable_sequential_cpu_offload
+    if config.group_offload and (  # "auto" (the default) gives way to group offload
+        config.enable_model_cpu_offload is True or config.enable_sequential_cpu_offload
     ):
         raise InvalidRequestError(
             "group_offload", True, "replaces model/sequential CPU offload: enable only one"

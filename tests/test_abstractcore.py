@@ -68,7 +68,7 @@ def test_t2i_returns_png_bytes_from_our_diffusers_backend(llm, tiny_sd_dir) -> N
     assert len(batch) == 2 and batch[0] == out and batch[1] != out
 
     loaded = llm.vision.list_loaded_models()
-    assert [(r["provider"], r["model"]) for r in loaded] == [("diffusers", str(tiny_sd_dir))]
+    assert [(r["backend_kind"], r["model"]) for r in loaded] == [("diffusers", str(tiny_sd_dir))]
     gone = llm.vision.unload_resident_model({"model": str(tiny_sd_dir)})
     assert gone["state"] == "unloaded" and llm.vision.list_loaded_models() == []
 
@@ -387,11 +387,177 @@ def test_openai_endpoint_profile_without_base_url_is_the_openai_api(
     from abstractvision import InvalidRequestError
 
     llm = _host_llm()
-    profile = {"provider_family": "openai", "base_url": "", "api_key": ""}
-    llm.resolve_provider_endpoint_profile = lambda spec: profile
+    profiles = {
+        "endpoint:myopenai": {"provider_family": "openai", "base_url": "", "api_key": ""},
+        "endpoint:compatible": {"provider_family": "openai-compatible", "base_url": ""},
+    }
+    llm.resolve_provider_endpoint_profile = profiles.get
     with pytest.raises(InvalidRequestError, match="no API key"):
-        llm.vision.load_resident_model({"provider": "endpoint:myopenai"})
+        llm.vision.list_provider_adapters(provider="endpoint:myopenai")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
-    state = llm.vision.load_resident_model({"provider": "endpoint:myopenai"})
-    assert (state["provider"], state["backend_kind"]) == ("endpoint:myopenai", "openai")
-    assert (state["model"], state["loaded_new"]) == ("gpt-image-1", True)
+    assert llm.vision.list_provider_adapters(provider="endpoint:myopenai") == []
+    with pytest.raises(InvalidRequestError, match="no base_url"):  # only 'openai' has a default
+        llm.vision.list_provider_adapters(provider="endpoint:compatible")
+
+
+def test_openai_endpoint_profile_without_a_key_uses_openai_api_key(
+    relay, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    llm = _host_llm()
+    profile = {"provider_family": "openai", "base_url": relay["base_url"], "api_key": ""}
+    llm.resolve_provider_endpoint_profile = lambda spec: profile
+    assert llm.vision.t2i("a cube", provider="endpoint:myopenai").startswith(PNG)
+    assert relay["seen"] == [("/v1/images/generations", "Bearer sk-env", "gpt-image-1")]
+
+
+# --- residency: model switches, resident models, records (0.3.x semantics) -------------------
+
+
+@pytest.fixture
+def local_llm():  # type: ignore[no-untyped-def]
+    return _host_llm(vision_backend="diffusers", vision_device="cpu")
+
+
+def _ids(records: list[dict[str, Any]]) -> list[tuple[str, str, list[str]]]:
+    return [(r["load_id"], r["state"], r["tasks"]) for r in records]
+
+
+VIDEO = {"width": 64, "height": 64, "num_frames": 4, "steps": 1, "seed": 1}
+IMAGE = {"width": 64, "height": 64, "steps": 2, "seed": 1}
+
+
+def test_a_switch_unloads_the_previous_local_model_but_not_a_resident_one(
+    local_llm, tiny_sd_dir, tiny_animatediff_dir
+) -> None:  # type: ignore[no-untyped-def]
+    from abstractvision import InvalidRequestError
+
+    vision, sd, video = local_llm.vision, str(tiny_sd_dir), str(tiny_animatediff_dir)
+    assert vision.t2i("a cube", model=sd, **IMAGE).startswith(PNG)
+    (record,) = vision.list_loaded_models()
+    assert (record["provider"], record["backend_kind"], record["source"]) == (
+        "huggingface",
+        "diffusers",
+        "request",
+    )
+    assert _ids([record]) == [(f"diffusers/{sd}", "active", ["text_to_image"])]
+    vision.t2v("a cube", model=video, **VIDEO)
+    assert _ids(vision.list_loaded_models()) == [
+        (f"diffusers/{video}", "active", ["text_to_video"])
+    ]
+
+    # preloaded (AbstractCore's task names and provider aliases): kept across switches
+    state = vision.load_resident_model({"task": "image_generation", "provider": "hf", "model": sd})
+    assert (state["state"], state["task"], state["loaded_new"]) == (
+        "resident",
+        "text_to_image",
+        True,
+    )
+    assert vision.load_resident_model({"provider": "diffusers", "model": sd})["loaded_new"] is False
+    vision.t2v("a cube", model=video, **VIDEO)
+    assert vision.i2i("blue", png(), model=sd, steps=2, seed=1).startswith(PNG)  # video goes
+    assert _ids(vision.list_loaded_models()) == [
+        (f"diffusers/{sd}", "resident", ["image_to_image", "text_to_image"])
+    ]
+    assert vision.list_resident_models({"task": "i2i", "provider": "huggingface"})
+
+    vision.load_resident_model({"model": video, "task": "t2v"})
+    with pytest.raises(InvalidRequestError, match="Ambiguous unload request"):
+        vision.unload_resident_model({"provider": "diffusers"})
+    gone = vision.unload_resident_model({"task": "t2v"})
+    assert (gone["load_id"], gone["state"], gone["resident"]) == (
+        f"diffusers/{video}",
+        "unloaded",
+        False,
+    )
+    assert [r["load_id"] for r in vision.list_loaded_models()] == [f"diffusers/{sd}"]
+
+
+def test_a_model_running_a_call_is_not_unloaded_by_a_switch(
+    local_llm, tiny_sd_dir, tiny_animatediff_dir
+) -> None:  # type: ignore[no-untyped-def]
+    """Call A (on_progress held at its first step) and call B on another local model: B does not
+    unload A's model under it; A finishes; the next switch unloads it. AbstractCore's 0.3.x
+    progress keywords report each step."""
+    import threading
+
+    vision, sd, video = local_llm.vision, str(tiny_sd_dir), str(tiny_animatediff_dir)
+    started, b_done = threading.Event(), threading.Event()
+    events: list[tuple[str, int, int]] = []
+    steps: list[tuple[int, int]] = []
+    waited: list[bool] = []
+    result: list[bytes] = []
+
+    def on_progress(event: Any) -> None:
+        events.append((event.phase, event.step, event.total_steps))
+        if not started.is_set():
+            started.set()
+            waited.append(b_done.wait(120))
+
+    def call_a() -> None:
+        result.append(
+            vision.t2i(
+                "a cube",
+                model=sd,
+                on_progress=on_progress,
+                progress_callback=lambda step, total: steps.append((step, total)),
+                **IMAGE,
+            )
+        )
+
+    thread = threading.Thread(target=call_a)
+    thread.start()
+    assert started.wait(120)
+    vision.t2v("a cube", model=video, **VIDEO)
+    b_done.set()
+    thread.join(120)
+    assert waited == [True] and result and result[0].startswith(PNG)
+    assert events == [("denoise", 1, 2), ("denoise", 2, 2)] and steps == [(1, 2), (2, 2)]
+    assert {r["model"] for r in vision.list_loaded_models()} == {sd, video}
+    vision.t2v("a cube", model=video, **VIDEO)  # A's model is idle now: this switch unloads it
+    assert [r["model"] for r in vision.list_loaded_models()] == [video]
+
+
+def test_residency_of_a_remote_service_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from abstractvision.errors import CapabilityNotSupportedError
+
+    llm = _host_llm(vision_base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(CapabilityNotSupportedError, match="only available for in-process local"):
+        llm.vision.load_resident_model({"task": "text_to_image", "model": "server/default"})
+    assert llm.vision.list_loaded_models() == []
+
+
+def test_0_3_x_keywords_and_catalogue_shape_through_a_0_3_x_backend() -> None:
+    """A 0.3.x custom backend (vision_backend_instance) reads ``request.guidance_2`` /
+    ``flow_shift`` given as AbstractCore keywords, and gets its own progress hooks in ``extra``;
+    its catalogue comes back as JSON (lists) with a long raw value cut."""
+    from abstractvision.types import GeneratedAsset, ProviderModelInfo
+
+    seen: list[Any] = []
+
+    def hook(event: Any) -> None:
+        return None
+
+    class OldBackend:  # 0.3.x duck-typed backend
+        def generate_video(self, request: Any) -> GeneratedAsset:
+            seen.append(request)
+            return GeneratedAsset(
+                media_type="video",
+                data=b"\x00\x00\x00\x18ftypmp42",
+                mime_type="video/mp4",
+                metadata={},
+            )
+
+        def list_provider_models(self, *, task: str | None = None) -> list[ProviderModelInfo]:
+            raw = {"note": "x" * 5000, "tags": list(range(80))}
+            return [ProviderModelInfo(id="m", capabilities=("text_to_video",), raw=raw)]
+
+    llm = _host_llm(vision_backend_instance=OldBackend())
+    llm.vision.t2v_batch("move", seeds=[7, 8], guidance_2=3.0, flow_shift=5.0, on_progress=hook)
+    assert [(r.seed, r.guidance_2, r.flow_shift) for r in seen] == [(7, 3.0, 5.0), (8, 3.0, 5.0)]
+    assert seen[0].extra["on_progress"] is hook
+    (info,) = llm.vision.list_provider_models()
+    json.dumps(info)
+    assert info["capabilities"] == ["text_to_video"]
+    assert info["raw"]["note"].endswith("...<truncated>") and len(info["raw"]["note"]) < 4200
+    assert len(info["raw"]["tags"]) == 51 and info["raw"]["tags"][-1] == "...<truncated>"

@@ -18,8 +18,12 @@ the ``vision_*`` keys; the environment is the fallback):
 
 The model: ``model=`` of the call, else ``vision_model_id`` / ``ABSTRACTVISION_MODEL`` /
 ``ABSTRACTVISION_MODEL_ID`` (stable-diffusion.cpp: ``vision_sdcpp_model`` /
-``ABSTRACTVISION_SDCPP_MODEL``). One backend is kept per (engine, model): a later call with the
-same model finds it warm; ``unload_resident_model`` frees it.
+``ABSTRACTVISION_SDCPP_MODEL``). A later call with the same model finds its backend warm. Local
+engines (Diffusers, stable-diffusion.cpp) hold the model in this process, so, as in 0.3.x, a call
+on another local model unloads the previous one once no call uses it, unless it was loaded with
+``load_resident_model`` (which keeps it until ``unload_resident_model``); remote services hold no
+model here and stay as they are. ``list_loaded_models`` reports each (``state`` ``active`` or
+``resident``, ``load_id`` ``<engine>/<model>``, the ``tasks`` it ran).
 
 ``provider="endpoint:<id>"`` names an AbstractCore endpoint profile (an OpenAI or OpenAI-compatible
 connection: base URL and key): the call goes to that endpoint. The profile comes from the resolver
@@ -41,7 +45,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..compat import as_backend, legacy_extra
+from ..compat import PROGRESS_HOOKS, as_backend, legacy_extra, progress_forwarder
 from ..errors import (
     AbstractVisionError,
     BackendError,
@@ -136,6 +140,8 @@ class AbstractVisionCapability:
         self._loaded: dict[str, dict[str, Any]] = {}  # load_id -> record
         self._keys: dict[str, tuple[Any, ...]] = {}  # load_id -> key in _backends
         self._endpoint_kinds: dict[str, str] = {}  # "endpoint:<id>" -> openai | openai-compatible
+        self._busy: dict[int, int] = {}  # id(backend) -> calls running on it
+        self._retired: dict[int, Any] = {}  # id(backend) -> backend to unload when not busy
 
     # --- backend selection ---------------------------------------------------------------
 
@@ -332,9 +338,13 @@ class AbstractVisionCapability:
         return ImageResolver(adapter, roots=[Path("/")]).resolve(field, value)
 
     def _params(self, request_type: type, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Request parameters; unknown keywords go to ``extra`` (as in 0.3.x), LoRAs mapped."""
+        """Request parameters; unknown keywords go to ``extra`` (as in 0.3.x), LoRAs mapped, and
+        the request's 0.3.x keywords (``guidance_2``, ``flow_shift``, ``resolution``...) become
+        what its constructor makes of them (``extra.guidance_scale_2``, ...)."""
         names = {f.name for f in dataclasses.fields(request_type)}
+        table = getattr(request_type, "old_names", {})
         params: dict[str, Any] = {}
+        old: dict[str, Any] = {}
         extra = dict(kwargs.pop("extra", None) or {})
         loras = kwargs.pop("lora_adapters", None)
         for key, value in kwargs.items():
@@ -342,11 +352,15 @@ class AbstractVisionCapability:
                 continue
             if key in names:
                 params[key] = list(value) if key == "seeds" else value
+            elif key in table:
+                old[key] = value
             else:
                 extra[key] = value
         extra = legacy_extra(extra, loras)
         if extra:
             params["extra"] = extra
+        for key, value in old.items():
+            table[key](value, params)
         return params
 
     def _single(
@@ -355,9 +369,20 @@ class AbstractVisionCapability:
         """One VisionManager call on the backend for (provider, model); results as AbstractCore
         expects them: bytes without an artifact_store, artifact refs with one."""
         engine, model, backend = self._resolve(kwargs.get("provider"), kwargs.get("model"))
-        vm = self._manager(backend, kwargs)
-        out = getattr(vm, method)(*first, **self._params(request_type, kwargs))
-        self._touch(engine, model, backend, task, resident=False)
+        self._acquire(backend, switch=True)
+        try:
+            vm = self._manager(backend, kwargs)
+            # 0.3.x progress hooks, on_progress(event) / progress_callback(step, total): a 0.3.x
+            # backend reads them in extra; for ours they become the call's progress callback
+            hooks = {k: kwargs[k] for k in PROGRESS_HOOKS if callable(kwargs.get(k))}
+            progress = None
+            if hooks and not all(k in vm.capabilities().extra_keys for k in hooks):
+                progress = progress_forwarder({k: kwargs.pop(k) for k in hooks})
+            params = self._params(request_type, kwargs)
+            out = getattr(vm, method)(*first, on_progress=progress, **params)
+            self._touch(engine, model, backend, task, resident=False)
+        finally:
+            self._release(backend)
         return _plain(out)
 
     # --- AbstractCore's VisionCapability --------------------------------------------------
@@ -475,49 +500,113 @@ class AbstractVisionCapability:
 
     # --- residency ----------------------------------------------------------------------------
 
+    def _key_of(self, backend: Any) -> tuple[Any, ...] | None:
+        return next((k for k, b in self._backends.items() if b is backend), None)
+
+    def _acquire(self, backend: Any, *, switch: bool = False) -> None:
+        """Mark ``backend`` in use. ``switch``: a call on a local model first unloads the other
+        local backends that are neither resident nor running a call."""
+        idle: list[Any] = []
+        with self._lock:
+            self._busy[id(backend)] = self._busy.get(id(backend), 0) + 1
+            key = self._key_of(backend)
+            if not (switch and _local(key)):
+                return
+            resident = {self._keys.get(i) for i, r in self._loaded.items() if r["resident"]}
+            for other, held in list(self._backends.items()):
+                if held is backend or other == _INJECTED or not _local(other) or other in resident:
+                    continue
+                if self._busy.get(id(held)):  # its call goes on; a later switch unloads it
+                    continue
+                idle += self._retire_locked(other)
+        _unload(idle)
+
+    def _release(self, backend: Any) -> None:
+        with self._lock:
+            left = self._busy.get(id(backend), 0) - 1
+            if left > 0:
+                self._busy[id(backend)] = left
+                return
+            self._busy.pop(id(backend), None)
+            retired = self._retired.pop(id(backend), None)
+        _unload([retired] if retired is not None else [])
+
+    def _retire_locked(self, key: tuple[Any, ...]) -> list[Any]:
+        """Forget the backend under ``key`` and its records; [it] when idle (to unload), else []."""
+        backend = self._backends.pop(key, None)
+        for load_id in [i for i, k in self._keys.items() if k == key]:
+            self._keys.pop(load_id, None)
+            self._loaded.pop(load_id, None)
+        if backend is None:
+            return []
+        if self._busy.get(id(backend)):
+            self._retired[id(backend)] = backend
+            return []
+        return [backend]
+
     def _touch(
         self, engine: str, model: str | None, backend: Any, task: str, *, resident: bool
     ) -> dict:
-        load_id = f"{engine}:{model or 'default'}"
+        load_id = f"{engine}/{model or 'default'}"
+        task = _task_name(task) or ""
         now = time.time()
         with self._lock:
-            keys = [k for k, b in self._backends.items() if b is backend]
-            self._keys[load_id] = keys[0] if keys else (engine, model)
+            key = self._key_of(backend)
             record = self._loaded.get(load_id)
-            if record is None:
-                record = self._loaded[load_id] = {
+            if record is None or key is None:
+                kind = self._endpoint_kinds.get(engine, engine)
+                record = {
                     "load_id": load_id,
-                    "provider": engine,
-                    "backend_kind": self._endpoint_kinds.get(engine, engine),
+                    "provider": "huggingface" if kind == "diffusers" else engine,  # as in 0.3.x
+                    "backend_kind": kind,
                     "model": model,
                     "task": task,
+                    "tasks": [],
                     "scope": "process",
-                    "state": "loaded",
                     "loaded": True,
                     "resident": resident,
                     "source": "explicit_preload" if resident else "request",
                     "loaded_at": now,
                     "error": None,
                 }
+                if key is None:  # unloaded while this call ran: nothing to list
+                    return {**record, "state": "unloaded", "loaded": False, "loaded_at": None}
+                self._loaded[load_id] = record
+                self._keys[load_id] = key
             record["last_used_at"] = now
             record["resident"] = record["resident"] or resident
+            record["state"] = "resident" if record["resident"] else "active"
             record["task"] = task or record["task"]
-            return dict(record)
+            if task:
+                record["tasks"] = sorted({*record["tasks"], task})
+            return dict(record, tasks=list(record["tasks"]))
 
     def load_resident_model(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Load a local model now and keep it until ``unload_resident_model`` (model switches
+        do not unload it). Remote services hold no model here: refused."""
         request = dict(request or {})
         provider = request.get("provider") or request.get("backend") or request.get("backend_kind")
         engine, model, backend = self._resolve(provider, request.get("model"))
         with self._lock:
-            new = f"{engine}:{model or 'default'}" not in self._loaded
-        backend.preload()
-        record = self._touch(engine, model, backend, request.get("task") or "", resident=True)
+            key = self._key_of(backend)
+            new = f"{engine}/{model or 'default'}" not in self._loaded
+        if not _local(key):
+            raise CapabilityNotSupportedError(
+                f"load_resident_model: model residency is only available for in-process local "
+                f"AbstractVision backends (diffusers, sdcpp); {engine!r} is a remote service"
+            )
+        self._acquire(backend)
+        try:
+            backend.preload()
+            record = self._touch(engine, model, backend, request.get("task") or "", resident=True)
+        finally:
+            self._release(backend)
         return {**record, "loaded_new": new}
 
     def list_loaded_models(self, filters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         filters = {k: v for k, v in dict(filters or {}).items() if v is not None}
         with self._lock:
-            records = [dict(r) for r in self._loaded.values()]
+            records = [dict(r, tasks=list(r["tasks"])) for r in self._loaded.values()]
         out = [r for r in records if all(_matches(r, k, v) for k, v in filters.items())]
         return sorted(out, key=lambda r: r["load_id"])
 
@@ -527,10 +616,11 @@ class AbstractVisionCapability:
         return self.list_loaded_models({**dict(filters or {}), "resident": True})
 
     def unload_resident_model(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Unload the one model ``request`` names (load_id, provider, model, task); a backend
+        that is running a call is unloaded when that call ends."""
         request = {k: v for k, v in dict(request or {}).items() if v is not None}
-        selectors = {
-            k: request[k] for k in ("load_id", "provider", "backend", "model") if k in request
-        }
+        names = ("load_id", "provider", "backend", "backend_kind", "model", "task")
+        selectors = {k: request[k] for k in names if k in request}
         if not selectors:
             raise InvalidRequestError(
                 "load_id", None, "name the model to unload (load_id or model)"
@@ -539,7 +629,9 @@ class AbstractVisionCapability:
         if len(matched) > 1:
             ids = ", ".join(r["load_id"] for r in matched)
             raise InvalidRequestError(
-                "model", request.get("model"), f"matches several: {ids}; give load_id"
+                "load_id",
+                None,
+                f"Ambiguous unload request: it matches {ids}; name one load_id",
             )
         if not matched:
             return {
@@ -551,11 +643,9 @@ class AbstractVisionCapability:
             }
         record = matched[0]
         with self._lock:
-            self._loaded.pop(record["load_id"], None)
-            key = self._keys.pop(record["load_id"], (record["provider"], record["model"]))
-            backend = self._backends.pop(key, None)
-        if backend is not None:
-            backend.unload()
+            key = self._keys.get(record["load_id"])
+            idle = self._retire_locked(key) if key is not None else []
+        _unload(idle)
         return {
             **record,
             "state": "unloaded",
@@ -584,7 +674,7 @@ class AbstractVisionCapability:
             raise
         except Exception as exc:  # a 0.3.x-style backend's own catalog call
             raise BackendError(f"the provider model catalog failed: {exc}") from exc
-        return [{**dataclasses.asdict(info), "provider": engine} for info in infos]
+        return [{**_json_safe(dataclasses.asdict(info)), "provider": engine} for info in infos]
 
     def list_provider_adapters(
         self, *, model: str | None = None, task: str | None = None, provider: str | None = None
@@ -592,7 +682,7 @@ class AbstractVisionCapability:
         engine, _, backend = self._resolve(provider, model)
         vm = self._manager(backend, {})
         return [
-            {**dataclasses.asdict(info), "provider": engine}
+            {**_json_safe(dataclasses.asdict(info)), "provider": engine}
             for info in vm.list_provider_adapters(model=model, task=task)
         ]
 
@@ -656,14 +746,52 @@ def _count_or_seeds(kwargs: dict[str, Any]) -> None:
 def _matches(record: Mapping[str, Any], key: str, value: Any) -> bool:
     if key in ("provider", "backend", "backend_kind"):
         value = str(value)
-        if value == "injected" or value.lower().startswith("endpoint:"):
+        if value in (record["provider"], record["backend_kind"]):
+            return True
+        if value.lower().startswith("endpoint:") or value == "injected":
             return record["provider"] == value.lower()
-        return record["provider"] == _engine_name(value)
+        return record["backend_kind"] == _engine_name(value)
     if key == "resident":
         return bool(record["resident"]) == bool(value)
-    if key in ("load_id", "model", "task"):
+    if key == "task":
+        return _task_name(value) in record["tasks"]
+    if key in ("load_id", "model", "state"):
         return record.get(key) == value
     return True
+
+
+_TASK_ALIASES = {  # the task names AbstractCore's residency API uses (0.3.x took them too)
+    "image": "text_to_image",
+    "image_generation": "text_to_image",
+    "t2i": "text_to_image",
+    "i2i": "image_to_image",
+    "image_edit": "image_to_image",
+    "t2v": "text_to_video",
+    "video_generation": "text_to_video",
+    "i2v": "image_to_video",
+    "upscale": "image_upscale",
+    "upscale_image": "image_upscale",
+    "super_resolution": "image_upscale",
+}
+
+
+def _task_name(value: Any) -> str | None:
+    name = (_text(value) or "").lower().replace("-", "_")
+    return _TASK_ALIASES.get(name, name) or None
+
+
+def _local(key: tuple[Any, ...] | None) -> bool:
+    """Whether the backend under ``key`` holds its model in this process (not a remote service)."""
+    return key is not None and (key == _INJECTED or key[0] in ("diffusers", "sdcpp"))
+
+
+def _unload(backends: list[Any]) -> None:
+    """Unload retired backends; a failure is logged (the call that retired them goes on)."""
+    for backend in backends:
+        try:
+            backend.unload()
+        except Exception:
+            log.warning("unloading %s failed", type(backend).__name__, exc_info=True)
 
 
 def _endpoint_profile(owner: Any, spec: str) -> dict[str, Any]:
@@ -739,6 +867,35 @@ def _configured_profile(owner: Any, spec: str) -> Any:
             "AbstractCore provider profiles unreadable for %r (%s)", spec, type(exc).__name__
         )
         return None
+
+
+_RAW_MAX_STRING, _RAW_MAX_ITEMS, _RAW_MAX_DEPTH = 4096, 50, 4
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """A catalogue entry as JSON (lists, not tuples), a service's raw metadata bounded (long
+    strings cut with ``...<truncated>``, at most 50 items per level, 4 levels), as in 0.3.x."""
+    if isinstance(value, str):
+        return (
+            value if len(value) <= _RAW_MAX_STRING else value[:_RAW_MAX_STRING] + "...<truncated>"
+        )
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else str(value)
+    if depth > _RAW_MAX_DEPTH:
+        return "...<truncated>"
+    if isinstance(value, Mapping):
+        items = list(value.items())
+        out = {str(k): _json_safe(v, depth + 1) for k, v in items[:_RAW_MAX_ITEMS]}
+        if len(items) > _RAW_MAX_ITEMS:
+            out["...<truncated>"] = f"{len(items) - _RAW_MAX_ITEMS} more"
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+        out_list = [_json_safe(v, depth + 1) for v in items[:_RAW_MAX_ITEMS]]
+        return out_list + (["...<truncated>"] if len(items) > _RAW_MAX_ITEMS else [])
+    return _json_safe(str(value), depth)
 
 
 def _plain(out: Any) -> Any:

@@ -59,16 +59,22 @@ def _models(args: argparse.Namespace) -> int:
     if args.backend:  # 0.3.x's `model-catalog --provider X`: the models one engine runs
         models = [m for m in models if getattr(m.engines, args.backend) is not None]
     rows = [_summary(m) for m in models]
+    kind = "gguf" if args.backend == "sdcpp" else "diffusers"
+    presets = [[p for p in m.downloads if p.target == kind] if args.backend else [] for m in models]
     if args.json and args.backend:
-        kind = "gguf" if args.backend == "sdcpp" else "diffusers"
-        for row, model in zip(rows, models, strict=True):
-            row["downloads"] = [p.to_dict() for p in model.downloads if p.target == kind]
+        for row, listed in zip(rows, presets, strict=True):
+            row["downloads"] = [p.to_dict() for p in listed]
     if args.json:
         _print_json(rows)
         return 0
+    if args.backend:  # 0.3.x model-presets: the engine, and the repos it downloads from
+        engines = sorted({p.engine for listed in presets for p in listed}) or [args.backend]
+        print(f"provider/engine: {', '.join(engines)}")
     width = max((len(r["id"]) for r in rows), default=0)
-    for row in rows:
-        print(f"{row['id']:<{width}}  {', '.join(row['tasks'])}")
+    for row, listed in zip(rows, presets, strict=True):
+        repos = [p.repo_id for p in listed if p.repo_id != row["id"]]
+        also = f"  ({kind}: {', '.join(dict.fromkeys(repos))})" if repos else ""
+        print(f"{row['id']:<{width}}  {', '.join(row['tasks'])}{also}")
     return 0
 
 

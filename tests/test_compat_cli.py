@@ -182,3 +182,16 @@ def test_0_3_x_backend_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     )  # fmt: skip
     assert (args.backend, args.model, args.device, args.prompt) == ("sdcpp", "m.gguf", "cpu", "waves")  # fmt: skip
     assert args.backend_option == ["vae=v.safetensors", 'sync_video_paths={"text_to_video": "/t2v"}']  # fmt: skip
+
+
+def test_0_3_x_model_presets_text_names_the_engine_and_its_repos(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """model-presets --provider sdcpp (0.3.x): the engine, and each model's GGUF repo."""
+    assert main(["model-presets", "--provider", "sdcpp"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "provider/engine: stable-diffusion.cpp"
+    [klein] = [line for line in lines if line.startswith("black-forest-labs/FLUX.2-klein-4B ")]
+    assert klein.endswith("(gguf: leejet/FLUX.2-klein-4B-GGUF)")
+    assert main(["models"]) == 0  # without an engine: ids and tasks only
+    assert "gguf:" not in capsys.readouterr().out

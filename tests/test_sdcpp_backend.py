@@ -370,6 +370,37 @@ def test_wan_text_to_video_with_taehv(wan_files: tuple[Path, Path]) -> None:
     assert [e.step for e in events] == [1, 2]
 
 
+def test_flow_shift_default_from_the_config_and_0_3_extra_args(
+    wan_files: tuple[Path, Path],
+) -> None:
+    """``flow_shift`` (also 0.3.x's ``extra_args=["--flow-shift", "3"]``) is the default of
+    ``extra.flow_shift``: the engine samples with 3 unless a request says otherwise."""
+    dit, tae = wan_files
+    with pytest.warns(DeprecationWarning, match="use flow_shift"):
+        config = StableDiffusionCppBackendConfig(
+            model=str(dit), taesd=str(tae), n_threads=THREADS, extra_args=["--flow-shift", "3"]
+        )
+    assert config.flow_shift == 3.0
+    backend = StableDiffusionCppVisionBackend(config=config)
+
+    def video(**extra: float) -> bytes:
+        request = VideoGenerationRequest(
+            prompt="a fox", num_frames=1, width=64, height=64, steps=2, seed=1, extra=extra
+        )
+        return backend.generate_video(request).data
+
+    try:
+        configured, explicit, other = video(), video(flow_shift=3.0), video(flow_shift=12.0)
+    finally:
+        backend.unload()
+    assert configured == explicit  # the config's 3 reached the engine (its own default is not 3)
+    assert other != configured  # the shift changes the sampling, and a request's value wins
+    for bad in (-1, 101, float("nan"), True):
+        with pytest.raises(InvalidRequestError) as info:
+            StableDiffusionCppBackendConfig(model=str(dit), flow_shift=bad)  # type: ignore[arg-type]
+        assert info.value.field == "flow_shift"
+
+
 # --- over MCP ------------------------------------------------------------------------------------
 
 

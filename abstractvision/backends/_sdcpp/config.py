@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from ... import compat
 from ...errors import InvalidRequestError
+from .options import FLOW_SHIFT_RANGE
 
 __all__ = ["FILE_ROLES", "StableDiffusionCppBackendConfig"]
 
@@ -56,6 +57,7 @@ class StableDiffusionCppBackendConfig:
     scheduler: str | None = None
     steps: int = 20
     guidance_scale: float | None = None
+    flow_shift: float | None = None  # flow models (Wan, SD3): the default of extra.flow_shift
     width: int = 512
     height: int = 512
     num_frames: int = 33
@@ -85,6 +87,15 @@ class StableDiffusionCppBackendConfig:
             )
         if self.load_timeout_s <= 0:
             raise InvalidRequestError("load_timeout_s", self.load_timeout_s, "must be > 0")
+        if self.flow_shift is not None:
+            low, high = FLOW_SHIFT_RANGE
+            value = self.flow_shift
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not low <= value <= high
+            ):
+                raise InvalidRequestError("flow_shift", value, f"must be a number in {low}..{high}")
         if self.fps < 1 or self.num_frames < 1 or self.steps < 1:
             raise InvalidRequestError("fps/num_frames/steps", None, "must be >= 1")
 

@@ -27,6 +27,7 @@ EXTRA_KEYS: dict[str, str] = {
     "edit_mode": "image_to_image: 'init' (image + strength) or 'reference' (edit models).",
     "loras": "LoRAs from the configured lora_dir: [{'name': 'file', 'weight': 0.8}] or ['file'].",
 }
+FLOW_SHIFT_RANGE = (0, 100)  # extra.flow_shift and the config's default
 _LORA_TAG = re.compile(r"<lora:", re.IGNORECASE)
 _LORA_SUFFIXES = (".safetensors", ".gguf", ".pt")
 _MAX_LORAS = 8
@@ -70,7 +71,7 @@ def binding_options(extra: Mapping[str, Any]) -> dict[str, Any]:
         elif key == "guidance":
             out["guidance"] = float(_number(key, value, 0, 30))
         elif key == "flow_shift":
-            out["flow_shift"] = float(_number(key, value, 0, 100))
+            out["flow_shift"] = float(_number(key, value, *FLOW_SHIFT_RANGE))
         elif key == "edit_mode" and value not in ("init", "reference"):
             raise InvalidRequestError("extra.edit_mode", value, "must be 'init' or 'reference'")
     return out
@@ -134,6 +135,7 @@ def generation_kwargs(request: Any, cfg: Any, seed: int) -> tuple[dict[str, Any]
         "sample_method": cfg.sampler,
         "scheduler": cfg.scheduler,
         "vae_tiling": cfg.vae_tiling,
+        "flow_shift": cfg.flow_shift,
         **binding_options(extra),
     }
     return {k: v for k, v in kwargs.items() if v is not None}, loras

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -246,3 +248,19 @@ def test_auto_offload_refuses_only_a_model_system_memory_cannot_hold(
         memory.check_fits(qwen, "torch.bfloat16", "cuda", auto)
     monkeypatch.setattr(memory, "device_memory_bytes", lambda device: 80 * 2**30)
     memory.check_fits(qwen, "torch.bfloat16", "cuda", auto)  # fits the card whole
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's")
+def test_unload_gives_the_freed_heap_back_to_the_os(tiny_sd_dir: Path) -> None:
+    def rss() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    backend = HuggingFaceDiffusersVisionBackend(model_id=str(tiny_sd_dir), device="cpu")
+    backend.get_pipeline("text_to_image")
+    # what freed weights leave: heap blocks below one still in use, which free() cannot return
+    blocks = [bytes(4000) for _ in range(50_000)]
+    kept = blocks[-1]
+    del blocks
+    before = rss()
+    backend.unload()
+    assert rss() < before - 100 * 2**20 and kept

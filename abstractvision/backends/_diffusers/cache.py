@@ -9,8 +9,10 @@ is only dropped from the cache and is freed when that call ends.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -159,6 +161,19 @@ def _release(entries: list[Entry]) -> None:
     entries.clear()
     gc.collect()
     empty_device_cache()
+    return_host_memory()
+
+
+def return_host_memory() -> bool:
+    """Give the heap pages the freed weights leave behind back to the OS (glibc ``malloc_trim``):
+    without it a process keeps the memory of every model it ever unloaded. False where there is
+    no glibc (macOS, Windows, musl) or nothing was returned."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):  # no glibc
+        return False
 
 
 def empty_device_cache() -> None:

@@ -561,3 +561,32 @@ def test_0_3_x_keywords_and_catalogue_shape_through_a_0_3_x_backend() -> None:
     assert info["capabilities"] == ["text_to_video"]
     assert info["raw"]["note"].endswith("...<truncated>") and len(info["raw"]["note"]) < 4200
     assert len(info["raw"]["tags"]) == 51 and info["raw"]["tags"][-1] == "...<truncated>"
+
+
+def test_a_hub_model_without_provider_runs_on_local_diffusers(tiny_sd_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """No vision backend configured (the default is the OpenAI API) and ``model="owner/name"``:
+    the call runs on local Diffusers from the Hub cache, as 0.3.x routed it; with a base URL
+    configured the id goes to that service (which may host it)."""
+    import shutil
+
+    from abstractvision import model_cache
+
+    shutil.copytree(tiny_sd_dir, tmp_path / "sd")
+    cache = str(tmp_path / "hub")
+    model_cache.ensure_hf_repo_snapshot(
+        "tiny-org/tiny-sd", source_dir=tmp_path / "sd", cache_dir=cache
+    )
+    llm = _host_llm(vision_device="cpu", vision_cache_dir=cache)
+    assert llm.vision.t2i("a cube", model="tiny-org/tiny-sd", **IMAGE).startswith(PNG)
+    (record,) = llm.vision.list_loaded_models()
+    assert (record["load_id"], record["backend_kind"]) == (
+        "diffusers/tiny-org/tiny-sd",
+        "diffusers",
+    )
+
+    from abstractvision.errors import BackendError
+
+    remote = _host_llm(vision_base_url="http://127.0.0.1:9/v1", vision_timeout_s=5)
+    with pytest.raises(BackendError, match=r"127\.0\.0\.1:9/v1/images/generations"):
+        remote.vision.t2i("a cube", model="tiny-org/tiny-sd")  # the service was asked
+    assert remote.vision.list_loaded_models() == []

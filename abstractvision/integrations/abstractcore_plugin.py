@@ -14,7 +14,9 @@ the ``vision_*`` keys; the environment is the fallback):
   (aliases huggingface, hf), ``sdcpp`` (sd-cpp, stable-diffusion.cpp), ``openai`` or
   ``openai-compatible``; per call, ``provider=`` overrides it;
 - unset: ``openai-compatible`` when a base URL is configured, else the hosted OpenAI API
-  (needs ``OPENAI_API_KEY``), as in abstractvision 0.3.x.
+  (needs ``OPENAI_API_KEY``), as in abstractvision 0.3.x; a call's Hugging Face repo id
+  (``model="owner/name"``, no provider) then runs on local Diffusers, as in 0.3.x (the OpenAI
+  API serves no such model).
 
 The model: ``model=`` of the call, else ``vision_model_id`` / ``ABSTRACTVISION_MODEL`` /
 ``ABSTRACTVISION_MODEL_ID`` (stable-diffusion.cpp: ``vision_sdcpp_model`` /
@@ -204,6 +206,8 @@ class AbstractVisionCapability:
             if injected is not None:  # named after vision_backend when that is set, as in 0.3.x
                 return self._configured_name() or "injected", model, injected
             engine = _engine_name(provider) or self._configured_engine()
+            if provider is None and engine == "openai" and _hub_id(model):
+                engine = "diffusers"  # as in 0.3.x: the OpenAI API serves no "owner/name" model
             model = model or self._default_model(engine)
             key = (engine, model)
             backend = self._backends.get(key)
@@ -773,6 +777,18 @@ _TASK_ALIASES = {  # the task names AbstractCore's residency API uses (0.3.x too
     "upscale_image": "image_upscale",
     "super_resolution": "image_upscale",
 }
+
+
+def _hub_id(model: str | None) -> bool:
+    """Whether ``model`` reads as a Hugging Face repo id ("owner/name"), not a path or URL."""
+    return (
+        model is not None
+        and model.count("/") == 1
+        and "://" not in model
+        and "\\" not in model
+        and not model.startswith(("/", ".", "~"))
+        and all(model.split("/"))
+    )
 
 
 def _task_name(value: Any) -> str | None:

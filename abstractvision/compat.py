@@ -565,12 +565,25 @@ def _extra(value: Any, kwargs: dict[str, Any]) -> None:
 
 
 def _resolution(value: Any, kwargs: dict[str, Any]) -> str:
+    """0.3.x ``resolution``: ``"2x"`` (or a small number) is the factor, ``scale`` here; a larger
+    number was SeedVR2's shortest edge in pixels, which a whole factor cannot promise."""
+    from .types import LIMITS
+
     if value is None:
         return ""
+    text = str(value).strip().lower()
     try:
-        kwargs.setdefault("scale", int(str(value).strip().lower().rstrip("x")))
+        number = int(text.rstrip("x"))
     except ValueError:
         raise InvalidRequestError("resolution", value, "must be like 2 or '2x'") from None
+    if not text.endswith("x") and number > LIMITS.max_upscale_scale:
+        raise InvalidRequestError(
+            "resolution",
+            value,
+            "a shortest edge in pixels (0.3.x SeedVR2); 0.4 upscales by a whole factor: pass "
+            f"scale=2..{LIMITS.max_upscale_scale} (e.g. 2 for a 512 px image to reach 1024)",
+        )
+    kwargs.setdefault("scale", number)
     return "scale"
 
 

@@ -359,6 +359,15 @@ def test_vision_manager_takes_0_3_x_keywords() -> None:
     up, video = backend.seen
     assert up.scale == 2 and up.extra == {"softness": 0.25}
     assert video.extra == {"guidance_scale_2": 3.0, "loras": [{"source": "/l", "weight": 0.5}]}
+    # resolution=3 is a factor too; a number of pixels (0.3.x SeedVR2's shortest edge) is refused
+    # by its own name, saying what to pass, before the backend runs
+    with pytest.warns(DeprecationWarning, match="use scale"):
+        assert vm.upscale_image(png(), resolution=3).media_type == "image"
+    assert backend.seen[-1].scale == 3
+    with pytest.raises(InvalidRequestError) as info:
+        vm.upscale_image(png(), resolution=384)
+    assert (info.value.field, info.value.value) == ("resolution", 384)
+    assert "pass scale=2..8" in str(info.value) and len(backend.seen) == 3
 
 
 def test_0_3_x_normalize_hooks_and_video_batches(tmp_path: Path) -> None:

@@ -264,3 +264,20 @@ def test_unload_gives_the_freed_heap_back_to_the_os(tiny_sd_dir: Path) -> None:
     before = rss()
     backend.unload()
     assert rss() < before - 100 * 2**20 and kept
+
+
+def test_a_registry_model_not_pulled_yet_reports_the_registrys_tasks(tmp_path: Path) -> None:
+    from abstractvision import UnknownModelError
+
+    ernie = HuggingFaceDiffusersVisionBackend(
+        model_id="baidu/ERNIE-Image-Turbo", device="cpu", cache_dir=str(tmp_path)
+    )
+    caps = ernie.get_capabilities()
+    assert caps.supported_tasks == ("text_to_image",)  # not the image tasks of any folder
+    assert not caps.supports_mask and not caps.supports_control_image
+    cog = HuggingFaceDiffusersVisionBackend(
+        model_id="zai-org/CogVideoX-2b", device="cpu", cache_dir=str(tmp_path)
+    )
+    assert cog.get_capabilities().supported_tasks == ("text_to_video",)
+    with pytest.raises(UnknownModelError, match="abstractvision pull THUDM/CogVideoX-2b"):
+        VisionManager(backend=cog).generate_video("a fox", num_frames=9)  # what to do, by name

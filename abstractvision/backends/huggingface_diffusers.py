@@ -189,8 +189,10 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
             try:
                 info = self._info(source)
                 tasks = info.tasks if info.installed else ()
-            except (UnknownModelError, BackendError, ImportError):
-                tasks = ()
+            except (UnknownModelError, BackendError, ImportError):  # not here (yet): what the
+                known = families.registry_classes(families.canonical_source(source))
+                runs = (*families.IMAGE_TASKS, *families.VIDEO_TASKS)  # as read_model_info
+                tasks = tuple(t for t in runs if t in known)  # registry says it will run
             if not tasks and source == self.config.model_id:
                 tasks = families.IMAGE_TASKS  # unknown until it loads; the call says why not
             for task in tasks:

@@ -590,3 +590,15 @@ def test_a_hub_model_without_provider_runs_on_local_diffusers(tiny_sd_dir, tmp_p
     with pytest.raises(BackendError, match=r"127\.0\.0\.1:9/v1/images/generations"):
         remote.vision.t2i("a cube", model="tiny-org/tiny-sd")  # the service was asked
     assert remote.vision.list_loaded_models() == []
+
+
+def test_0_3_x_sdcpp_binary_setting_warns_that_it_has_no_effect(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``vision_sdcpp_bin`` (0.3.x's sd-cli) reaches the sd.cpp config, which says why it does
+    nothing (0.4 runs the bindings) instead of dropping it silently. Nothing loads."""
+    llm = _host_llm(
+        vision_backend="sdcpp",
+        vision_sdcpp_model=str(tmp_path / "model.gguf"),
+        vision_sdcpp_bin="/opt/sd-cli",
+    )
+    with pytest.warns(DeprecationWarning, match=r"sd_cli_path='/opt/sd-cli'.*no effect"):
+        assert llm.vision.list_provider_adapters() == []

@@ -286,6 +286,9 @@ class AbstractVisionCapability:
             extra_args = s.get("vision_sdcpp_extra_args", "ABSTRACTVISION_SDCPP_EXTRA_ARGS")
             if extra_args:
                 kwargs["extra_args"] = extra_args  # 0.3.x sd-cli flags, mapped by compat
+            sd_cli = s.get("vision_sdcpp_bin", "ABSTRACTVISION_SDCPP_BIN")
+            if sd_cli:  # 0.3.x's sd-cli: the config warns that it has no effect (bindings only)
+                kwargs["sd_cli_path"] = sd_cli
             return StableDiffusionCppVisionBackend(config=StableDiffusionCppBackendConfig(**kwargs))
         base_url = s.get("vision_base_url", "OPENAI_BASE_URL")
         if engine == "openai":

@@ -602,3 +602,18 @@ def test_0_3_x_sdcpp_binary_setting_warns_that_it_has_no_effect(tmp_path) -> Non
     )
     with pytest.warns(DeprecationWarning, match=r"sd_cli_path='/opt/sd-cli'.*no effect"):
         assert llm.vision.list_provider_adapters() == []
+
+
+def test_make_vision_tools_without_abstractcore_names_the_package(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """abstractvision does not depend on AbstractCore: without it (the import fails),
+    make_vision_tools raises OptionalDependencyMissingError (an ImportError) naming it."""
+    from abstractvision import LocalAssetStore, OptionalDependencyMissingError, VisionManager
+    from abstractvision.integrations import make_vision_tools
+
+    monkeypatch.setitem(sys.modules, "abstractcore", None)  # the fault: AbstractCore absent
+    vm = VisionManager(store=LocalAssetStore(tmp_path))
+    with pytest.raises(OptionalDependencyMissingError, match="abstractcore") as info:
+        make_vision_tools(vision_manager=vm)
+    assert isinstance(info.value, ImportError)

@@ -212,6 +212,24 @@ def test_engine_options_are_checked(klein: StableDiffusionCppVisionBackend, tmp_
         klein.generate_video(VideoGenerationRequest(prompt="a fox"))
 
 
+def test_preload_loads_once_and_the_first_call_pays_no_load(klein_file: Path) -> None:
+    """0.3.x's preload semantics: the model loads once however often preload is called, nothing
+    is generated, and the first generation finds it warm."""
+    backend = StableDiffusionCppVisionBackend(model=str(klein_file), n_threads=THREADS)
+    try:
+        assert backend.worker_pid is None
+        backend.preload()
+        pid = backend.worker_pid
+        assert pid is not None and backend.get_capabilities().loaded_models == ("klein",)
+        backend.preload()
+        assert backend.worker_pid == pid
+        first = backend.generate_image(_t2i(seed=3))
+        assert first.metadata["load_s"] == 0 and backend.worker_pid == pid
+    finally:
+        backend.unload()
+    assert backend.worker_pid is None and backend.get_capabilities().loaded_models == ()
+
+
 # --- crashes, cancellation, bad files -------------------------------------------------------
 
 

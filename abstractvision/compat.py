@@ -785,7 +785,12 @@ _OLD_COMMANDS = {
     "model-presets": "models",
     "download-vision-model": "pull",
     "vision-models": "models",
+    "playground": "serve",  # the playground is the page at / of the server
 }
+_NO_REPL = (
+    "the 0.3.x interactive REPL is not part of 0.4: run one command per call (abstractvision "
+    "t2i|i2i|t2v|i2v|upscale ...), or open the playground of `abstractvision serve`"
+)
 # after an old catalogue/download name: --target gguf|diffusers names the engine's files; the
 # 8-bit preset policy (--all, --allow-non-8bit) and --max-workers have no 0.4 counterpart
 _OLD_TARGETS = {"gguf": "sdcpp", "diffusers": "diffusers", "auto": None}
@@ -861,11 +866,13 @@ def legacy_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     import sys
 
     args = list(argv)
+    if args and args[0] in ("cli", "repl"):
+        raise InvalidRequestError("command", args[0], _NO_REPL)
     old_command = bool(args) and args[0] in _OLD_COMMANDS
+    old: dict[str, Any] = {"cmd": args[0]} if old_command else {}  # 0.3.x: the name as typed
     if old_command:
         args[0] = _OLD_COMMANDS[args[0]]
     out: list[str] = []
-    old: dict[str, Any] = {}
     references: list[str] = []
     video_paths: dict[str, str] = {}
     seeds: list[str] = []
@@ -886,6 +893,8 @@ def legacy_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
             old.setdefault(_OLD_LISTS[flag], []).append(value)
         elif flag in _OLD_SCALARS and value is not None:
             old[_OLD_SCALARS[flag]] = value
+        elif old.get("cmd") == "playground" and flag in ("--host", "--port") and value:
+            old[flag[2:]] = int(value) if flag == "--port" and value.isdigit() else value
         if flag == "--model" and given != flag and value is not None:
             out += [flag, value]
         elif flag in _RENAMED_FLAGS and value is not None:
@@ -977,7 +986,12 @@ def legacy_namespace(ns: argparse.Namespace, old: Mapping[str, Any]) -> argparse
     """A generation command's Namespace, with 0.3.x's names for its values added (``progress``,
     ``provider``, ``lora_paths`` ..., ``guidance_2``, ``flow_shift``, ``seeds`` as typed,
     ``reference_images`` a list) and 0.3.x's defaults for those not given. 0.4 reads its own names;
-    ``show_progress`` (``--progress`` / ``--no-progress``) is the one behind ``progress``."""
+    ``show_progress`` (``--progress`` / ``--no-progress``) is the one behind ``progress``.
+    Any command: ``cmd`` is the 0.3.x command name as typed (``download-model``, ``playground``
+    with its ``host`` / ``port``)."""
+    for name in ("cmd", "host", "port"):
+        if name in old:
+            setattr(ns, name, old[name])
     if not hasattr(ns, "show_progress"):  # not a generation command
         return ns
     from .backends import parse_value  # the reading ``--extra K=V`` gives the same value
@@ -1007,5 +1021,7 @@ class LegacyArgumentParser(argparse.ArgumentParser):
         import sys
 
         argv, old = legacy_args(sys.argv[1:] if args is None else args)
-        ns, rest = super().parse_known_args(argv, namespace)
-        return legacy_namespace(ns, old), rest
+        ns, unknown = super().parse_known_args(argv, namespace)
+        if unknown and isinstance(getattr(ns, "rest", None), list):  # serve/mcp own their options
+            ns.rest, unknown = [*unknown, *ns.rest], []  # (argparse leaves leading ones out)
+        return legacy_namespace(ns, old), unknown

@@ -67,7 +67,8 @@ def test_a_bad_0_3_x_lora_scale_is_refused_by_name(capsys: pytest.CaptureFixture
 def test_args_fn_runs_the_command(capsys: pytest.CaptureFixture[str]) -> None:
     """``args._fn(args)`` (how 0.3.x's own main ran a command) runs today's command."""
     args = build_parser().parse_args(["model-catalog", "--task", "image_upscale", "--json"])
-    assert args.cmd == "models" and args._fn(args) == 0
+    assert (args.cmd, args.command) == ("model-catalog", "models")  # cmd: the name as typed
+    assert args._fn(args) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows and all("image_upscale" in row["tasks"] for row in rows)
 
@@ -195,3 +196,41 @@ def test_0_3_x_model_presets_text_names_the_engine_and_its_repos(
     assert klein.endswith("(gguf: leejet/FLUX.2-klein-4B-GGUF)")
     assert main(["models"]) == 0  # without an engine: ids and tasks only
     assert "gguf:" not in capsys.readouterr().out
+
+
+def test_0_3_x_playground_command_serves_the_playground(tmp_path: Path) -> None:
+    """``abstractvision playground --host H --port P`` (0.3.x) runs the server; its page is /."""
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = build_parser().parse_args(["playground", "--host", "127.0.0.1", "--port", str(port)])
+    assert (args.cmd, args.command, args.host, args.port) == ("playground", "serve", "127.0.0.1", port)  # fmt: skip
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)}
+    argv = [sys.executable, "-m", "abstractvision.cli", "playground", "--host", "127.0.0.1"]
+    proc = subprocess.Popen([*argv, "--port", str(port)], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/")
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout
+                time.sleep(0.2)
+        assert page.status_code == 200 and "<title>abstractvision playground</title>" in page.text
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_0_3_x_repl_is_refused_with_what_to_run(capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("cli", "repl"):
+        assert main([name]) == 2
+        err = capsys.readouterr().err
+        assert "REPL is not part of 0.4" in err and "abstractvision serve" in err

@@ -281,3 +281,19 @@ def test_a_registry_model_not_pulled_yet_reports_the_registrys_tasks(tmp_path: P
     assert cog.get_capabilities().supported_tasks == ("text_to_video",)
     with pytest.raises(UnknownModelError, match="abstractvision pull THUDM/CogVideoX-2b"):
         VisionManager(backend=cog).generate_video("a fox", num_frames=9)  # what to do, by name
+
+
+def test_a_device_this_machine_lacks_is_refused_by_name(tiny_sd_dir: Path) -> None:
+    import torch
+
+    from abstractvision import InvalidRequestError
+    from abstractvision.types import ImageGenerationRequest
+
+    has = {"mps": torch.backends.mps.is_available(), "cuda:7": torch.cuda.device_count() > 7}
+    missing = [device for device, here in has.items() if not here]
+    assert missing
+    for device in missing:
+        backend = HuggingFaceDiffusersVisionBackend(model_id=str(tiny_sd_dir), device=device)
+        with pytest.raises(InvalidRequestError, match="use auto or cpu") as info:
+            backend.generate_image(ImageGenerationRequest(prompt="a cube", width=64, height=64))
+        assert info.value.field == "device" and not backend.get_capabilities().loaded_models

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from ...errors import (
     BackendError,
+    InvalidRequestError,
     OptionalDependencyMissingError,
     OutOfMemoryError,
     UnknownModelError,
@@ -53,14 +54,29 @@ def import_torch() -> Any:
 
 
 def resolve_device(requested: str) -> str:
-    """'auto' -> cuda, then mps, then cpu."""
+    """'auto' -> cuda, then mps, then cpu; a named device this machine lacks is refused."""
     torch = import_torch()
+    if requested == "mps" and not _mps_available(torch):
+        raise InvalidRequestError(
+            "device", requested, "MPS is not available here (Apple silicon only): use auto or cpu"
+        )
+    if requested.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = torch.device(requested).index or 0
+        if index >= count:
+            raise InvalidRequestError(
+                "device", requested, f"this machine has {count} CUDA device(s): use auto or cpu"
+            )
     if requested != "auto":
         return requested
     if torch.cuda.is_available():
         return "cuda"
+    return "mps" if _mps_available(torch) else "cpu"
+
+
+def _mps_available(torch: Any) -> bool:
     mps = getattr(torch.backends, "mps", None)
-    return "mps" if mps is not None and mps.is_available() else "cpu"
+    return bool(mps is not None and mps.is_available())
 
 
 def resolve_dtype(requested: str, device: str, source: str) -> Any:

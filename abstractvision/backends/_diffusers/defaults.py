@@ -74,8 +74,10 @@ def takes(class_name: str | None, argument: str) -> bool | None:
     """Whether the Diffusers pipeline ``class_name`` takes ``argument``; None when unknown."""
     if not class_name:
         return None
-    import diffusers
-
+    try:
+        import diffusers
+    except ImportError:  # the call itself names the missing extra
+        return None
     cls = getattr(diffusers, class_name, None)
     return None if cls is None else argument in inspect.signature(cls.__call__).parameters
 

@@ -423,6 +423,12 @@ def test_0_3_x_qwen_edit_gguf_key_pulls_the_registry_bundle(
     assert got.llm and got.llm.endswith("split_files/text_encoders/qwen_2.5_vl_7b.safetensors")
     assert len(hub.served("GET")) == 3  # not the fp8 encoder, nor Comfy's bf16 model
 
+    from abstractvision.backends import StableDiffusionCppVisionBackend
+
+    backend = StableDiffusionCppVisionBackend(model="qwen-image-edit-2511-gguf")
+    assert backend.config.files() == got.files
+    assert backend._takes_references()  # Qwen edits go in as reference images (as in 0.3.34)
+
 
 def test_0_3_x_access_error_name_and_host_kind(hub: HubServer, online: Path) -> None:
     """0.3.34 callers catch HuggingFaceAccessError and read local_model_profile()."""

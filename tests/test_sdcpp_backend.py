@@ -168,6 +168,35 @@ def test_image_to_image_and_reference_edit(klein: StableDiffusionCppVisionBacken
     assert reference.mime_type == "image/webp" and reference.data != edited.data
 
 
+def test_reference_images_join_a_reference_edit_and_are_refused_otherwise(
+    klein: StableDiffusionCppVisionBackend,
+) -> None:
+    """FLUX.2 edits from references: reference_images go in after the image and change the
+    result; an init-image edit (strength) or an inpaint cannot use them and refuses them by name
+    (the manager's pre-queue check too) instead of dropping them."""
+    init, other = _png((200, 40, 40)), _png((20, 40, 220), (48, 80))
+
+    def edit(**params: object) -> bytes:
+        request = ImageEditRequest(
+            **{"prompt": "mix them", "image": init, "steps": 1, "seed": 1, "guidance_scale": 1.0}
+            | params  # type: ignore[arg-type]
+        )
+        return klein.edit_image(request).data
+
+    alone, mixed = edit(), edit(reference_images=(other,))
+    assert mixed != alone and edit(reference_images=(other,)) == mixed
+    manager = VisionManager(backend=klein)
+    for params in ({"strength": 0.5}, {"mask": _png((255, 255, 255))}):
+        with pytest.raises(InvalidRequestError) as info:
+            edit(reference_images=(other,), **params)
+        assert info.value.field == "reference_images" and "init image" in str(info.value)
+        with pytest.raises(InvalidRequestError, match="reference_images"):
+            manager.check(
+                "image_to_image",
+                {"prompt": "x", "image": init, "reference_images": [other], **params},
+            )
+
+
 def test_inpaint_keeps_black_and_changes_white(klein: StableDiffusionCppVisionBackend) -> None:
     """Under a black mask the result barely depends on the seed; under a white one it does."""
 

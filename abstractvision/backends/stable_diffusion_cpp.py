@@ -196,22 +196,44 @@ class StableDiffusionCppVisionBackend(VisionBackend):
     ) -> GeneratedAsset:
         from .. import media
 
+        self.check_request(request)
         image = media.decode_image(request.image, field="image")
         size = (request.width or _floor8(image.width), request.height or _floor8(image.height))
-        mode = request.extra.get("edit_mode") or self.config.edit_mode
-        if mode == "auto":  # edit models (FLUX.2, Qwen edit) take the image as a reference
-            plain = request.strength is None and request.mask is None
-            mode = "reference" if plain and self._takes_references() else "init"
         inputs: dict[str, Any] = {"width": size[0], "height": size[1]}
-        if request.mask is not None or mode == "init":
+        if request.mask is not None or self._edit_mode(request) == "init":
             inputs["init_image"] = image.resize(size) if image.size != size else image
             inputs["strength"] = 0.75 if request.strength is None else request.strength
             if request.mask is not None:
                 mask = media.decode_mask(request.mask, size=image.size, field="mask")
                 inputs["mask_image"] = mask.resize(size) if mask.size != size else mask
-        else:
-            inputs["ref_images"] = [image]
+        else:  # the image first, then the other references in their order
+            refs = enumerate(request.reference_images)
+            inputs["ref_images"] = [
+                image,
+                *(media.decode_image(d, field=f"reference_images.{i}") for i, d in refs),
+            ]
         return self._image("image_to_image", request, inputs, control)
+
+    def _edit_mode(self, request: ImageEditRequest) -> str:
+        mode = str(request.extra.get("edit_mode") or self.config.edit_mode)
+        if mode == "auto":  # edit models (FLUX.2, Qwen edit) take the image as a reference
+            plain = request.strength is None and request.mask is None
+            mode = "reference" if plain and self._takes_references() else "init"
+        return mode
+
+    def check_request(self, request: Any) -> None:
+        """More images (``reference_images``) go only into a reference edit; an init-image edit
+        or an inpaint would drop them, so it refuses them."""
+        if not isinstance(request, ImageEditRequest) or not request.reference_images:
+            return
+        if request.mask is not None or self._edit_mode(request) != "reference":
+            raise InvalidRequestError(
+                "reference_images",
+                f"{len(request.reference_images)} image(s)",
+                f"{self.model_name} edits this call from an init image, which takes no more "
+                "images: use a model that edits from references (FLUX.2, Qwen-Image-Edit) with "
+                "no mask and no strength, or extra.edit_mode='reference'",
+            )
 
     def generate_video(
         self, request: VideoGenerationRequest, *, control: GenerationControl | None = None

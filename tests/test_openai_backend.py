@@ -136,6 +136,7 @@ class Faults:
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str, Any]] = []
+        self.parts: list[tuple[str, Any]] = []  # the last multipart body, repeated names kept
         self.calls: dict[str, int] = {}
         self.url = ""
         self.app = Starlette(
@@ -148,9 +149,10 @@ class Faults:
         kind = request.headers.get("content-type", "")
         if kind.startswith("multipart/"):
             form = await request.form()
-            body: Any = {
-                k: (await v.read() if hasattr(v, "read") else v) for k, v in form.multi_items()
-            }
+            self.parts = [
+                (k, await v.read() if hasattr(v, "read") else v) for k, v in form.multi_items()
+            ]
+            body: Any = dict(self.parts)
         else:
             raw = await request.body()
             body = json.loads(raw) if raw else None
@@ -269,6 +271,29 @@ def test_edit_sends_the_mask_the_openai_way(faults: Faults) -> None:
     assert mask.mode == "RGBA"
     assert mask.getpixel((5, 5))[3] == 0 and mask.getpixel((60, 5))[3] == 255  # clear = edit
     assert body["image"] == png()
+
+
+def test_reference_images_go_to_gpt_image_as_an_array_and_are_refused_elsewhere(
+    faults: Faults,
+) -> None:
+    first, second, third = png(), png((32, 48)), png((48, 32))
+    gpt = backend(faults, "ok", model_id="gpt-image-1")
+    gpt.edit_image(ImageEditRequest(prompt="x", image=first, reference_images=(second, third)))
+    assert [name for name, _ in faults.parts if name.startswith("image")] == ["image[]"] * 3
+    assert [v for name, v in faults.parts if name == "image[]"] == [first, second, third]
+    gpt.edit_image(ImageEditRequest(prompt="x", image=first))  # one image: the plain field
+    assert [name for name, _ in faults.parts if name.startswith("image")] == ["image"]
+
+    sent = len(faults.seen)
+    local = backend(faults, "ok", model_id="local-sd")
+    with pytest.raises(InvalidRequestError) as info:
+        local.edit_image(ImageEditRequest(prompt="x", image=first, reference_images=(second,)))
+    assert info.value.field == "reference_images" and "local-sd" in str(info.value)
+    with pytest.raises(InvalidRequestError, match="reference_images"):  # before a job is queued
+        VisionManager(local).check(
+            "image_to_image", {"prompt": "x", "image": first, "reference_images": [second]}
+        )
+    assert len(faults.seen) == sent  # nothing was sent with an image dropped
 
 
 def test_429_is_retried_after_retry_after(faults: Faults) -> None:

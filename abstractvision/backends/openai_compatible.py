@@ -189,13 +189,19 @@ class OpenAICompatibleVisionBackend(VisionBackend):
             fields["strength"] = request.strength
         if self.config.response_format and _openai_family(fields.get("model")) != "gpt-image":
             fields["response_format"] = self.config.response_format
+        self.check_request(request)
         info = media.inspect_image(request.image, field="image")
-        files: dict[str, tuple[str, bytes, str]] = {
-            "image": (f"image.{info.format}", request.image, info.mime_type)
-        }
+        images = [(request.image, info)] + [
+            (d, media.inspect_image(d, field=f"reference_images.{i}"))
+            for i, d in enumerate(request.reference_images)
+        ]
+        name = "image[]" if len(images) > 1 else "image"  # gpt-image: an array of images
+        files: list[tuple[str, tuple[str, bytes, str]]] = [
+            (name, (f"image{k}.{i.format}", d, i.mime_type)) for k, (d, i) in enumerate(images)
+        ]
         if request.mask is not None:
             mask = media.decode_mask(request.mask, size=(info.width, info.height))
-            files["mask"] = ("mask.png", media.mask_to_alpha_png(mask), "image/png")
+            files.append(("mask", ("mask.png", media.mask_to_alpha_png(mask), "image/png")))
         data = {k: _form_value(v) for k, v in fields.items()}
         path = self.config.images_edits_path
         return self._image_call(request, fields, control, data=data, files=files, path=path)
@@ -321,10 +327,29 @@ class OpenAICompatibleVisionBackend(VisionBackend):
 
     # --- shared ----------------------------------------------------------------------------------
 
+    def _model(self, request: Any, task: Task) -> str | None:
+        """The model a call goes to: the request's, else the task's first, else ``model_id``."""
+        model = request.model or next(iter(self.config.models.get(task.value, ())), None)
+        return model or self.config.model_id
+
+    def check_request(self, request: Any) -> None:
+        """More images (``reference_images``) only where the service takes several: OpenAI's
+        gpt-image edits (an ``image[]`` array); other edit endpoints take one, so they are
+        refused instead of dropped."""
+        if not isinstance(request, ImageEditRequest) or not request.reference_images:
+            return
+        model = self._model(request, Task.IMAGE_TO_IMAGE)
+        if _openai_family(model) != "gpt-image":
+            raise InvalidRequestError(
+                "reference_images",
+                f"{len(request.reference_images)} image(s)",
+                f"the edits of {model or 'this service'} take one image; OpenAI's gpt-image "
+                "models take several",
+            )
+
     def _common(self, request: Any, task: Task) -> dict[str, Any]:
         """Body fields every endpoint takes: model, prompt, size, local-server extras, extra."""
-        model = request.model or next(iter(self.config.models.get(task.value, ())), None)
-        body: dict[str, Any] = {"model": model or self.config.model_id}
+        body: dict[str, Any] = {"model": self._model(request, task)}
         if request.prompt is not None:
             body["prompt"] = request.prompt
         if task in (Task.TEXT_TO_IMAGE, Task.IMAGE_TO_IMAGE):

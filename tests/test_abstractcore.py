@@ -617,3 +617,47 @@ def test_make_vision_tools_without_abstractcore_names_the_package(
     with pytest.raises(OptionalDependencyMissingError, match="abstractcore") as info:
         make_vision_tools(vision_manager=vm)
     assert isinstance(info.value, ImportError)
+
+
+def test_reference_images_as_abstractcore_passes_them(build_model_once, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """AbstractCore hands media over as file paths, reference images beside ``extra`` or in it:
+    each reaches a FLUX.2 edit as an image (the result differs from the edit without them), and
+    a 0.3.x backend gets them, as bytes, in ``extra`` as it did."""
+    import tiny_families
+
+    from abstractvision.types import GeneratedAsset
+
+    klein = build_model_once(
+        "family-flux2-klein", lambda p: tiny_families.build_family("flux2-klein", p)
+    )
+    image, ref_a, ref_b = tmp_path / "in.png", tmp_path / "a.png", tmp_path / "b.png"
+    image.write_bytes(png())
+    ref_a.write_bytes(png(color=(250, 250, 0)))
+    ref_b.write_bytes(png((64, 96), (0, 0, 250)))
+    b64 = base64.b64encode(ref_b.read_bytes()).decode()
+    llm = _host_llm(vision_backend="diffusers", vision_model_id=str(klein), vision_device="cpu")
+    call = {"steps": 2, "seed": 4}
+    fast = {"max_sequence_length": 32}
+    plain = llm.vision.i2i("a cube", str(image), extra=fast, **call)
+    with_refs = llm.vision.i2i(
+        "a cube",
+        str(image),
+        reference_images=[str(ref_a)],
+        extra={**fast, "reference_images": [f"data:image/png;base64,{b64}"]},
+        **call,
+    )
+    assert plain.startswith(PNG) and with_refs.startswith(PNG) and with_refs != plain
+
+    seen: list[Any] = []
+
+    class OldBackend:  # 0.3.x duck-typed backend
+        def edit_image(self, request: Any) -> GeneratedAsset:
+            seen.append(request)
+            return GeneratedAsset(
+                media_type="image", data=png(), mime_type="image/png", metadata={}
+            )
+
+    old = _host_llm(vision_backend_instance=OldBackend())
+    old.vision.i2i("x", str(image), reference_images=[str(ref_a), {"b64": b64}])
+    assert seen[0].extra["reference_images"] == [ref_a.read_bytes(), ref_b.read_bytes()]
+    assert seen[0].image == image.read_bytes()

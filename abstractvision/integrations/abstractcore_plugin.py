@@ -344,6 +344,37 @@ class AbstractVisionCapability:
         # an in-process caller: its own files are as readable to it as to us
         return ImageResolver(adapter, roots=[Path("/")]).resolve(field, value)
 
+    def _images(
+        self, request_type: Any, vm: Any, params: dict[str, Any], store: Any
+    ) -> dict[str, Any]:
+        """The call's other image inputs (``mask``, ``reference_image``, ``reference_images``) as
+        bytes, from any form ``_image`` reads (AbstractCore passes file paths). Reference images
+        may also come in ``extra`` (AbstractCore puts them there beside an ``extra``; 0.3.x
+        tools as ``{"b64": ...}``); a 0.3.x backend (any extra key) gets them there, ours in
+        the request's field."""
+        for name in request_type.image_fields:
+            if params.get(name) is not None:
+                params[name] = self._image(name, params[name], store)
+        for name in request_type.image_list_fields:
+            extra = dict(params.get("extra") or {})
+            items = [*_listed(params.pop(name, None)), *_listed(extra.pop(name, None))]
+            if not items:
+                continue
+            images = [
+                self._image(
+                    f"{name}.{i}", v["b64"] if isinstance(v, Mapping) and "b64" in v else v, store
+                )
+                for i, v in enumerate(items)
+            ]
+            if name in vm.capabilities().extra_keys:
+                extra[name] = images
+            else:
+                params[name] = images
+            params.pop("extra", None)
+            if extra:
+                params["extra"] = extra
+        return params
+
     def _params(self, request_type: type, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Request parameters; unknown keywords go to ``extra`` (as in 0.3.x), LoRAs mapped, and
         the request's 0.3.x keywords (``guidance_2``, ``flow_shift``, ``resolution``...) become
@@ -386,6 +417,7 @@ class AbstractVisionCapability:
             if hooks and not all(k in vm.capabilities().extra_keys for k in hooks):
                 progress = progress_forwarder({k: kwargs.pop(k) for k in hooks})
             params = self._params(request_type, kwargs)
+            params = self._images(request_type, vm, params, kwargs.get("artifact_store"))
             out = getattr(vm, method)(*first, on_progress=progress, **params)
             self._touch(engine, model, backend, task, resident=False)
         finally:
@@ -404,9 +436,7 @@ class AbstractVisionCapability:
     def i2i(self, prompt: str, image: Any, **kwargs: Any) -> Any:
         from ..types import ImageEditRequest
 
-        store = kwargs.get("artifact_store")
-        kwargs["mask"] = self._image("mask", kwargs.get("mask"), store)
-        data = self._image("image", image, store)
+        data = self._image("image", image, kwargs.get("artifact_store"))
         return self._single(
             "edit_image", ImageEditRequest, "image_to_image", (prompt, data), kwargs
         )
@@ -429,11 +459,6 @@ class AbstractVisionCapability:
     def generate_angles(self, prompt: str, **kwargs: Any) -> list[Any]:
         from ..types import MultiAngleRequest
 
-        ref = kwargs.pop("reference_image", None)
-        if ref is not None:
-            kwargs["reference_image"] = self._image(
-                "reference_image", ref, kwargs.get("artifact_store")
-            )
         return self._single(
             "generate_angles", MultiAngleRequest, "multi_view_image", (prompt,), kwargs
         )
@@ -491,10 +516,8 @@ class AbstractVisionCapability:
     def i2i_batch(self, prompt: str, image: Any, **kwargs: Any) -> list[Any]:
         from ..types import ImageEditRequest
 
-        store = kwargs.get("artifact_store")
-        kwargs["mask"] = self._image("mask", kwargs.get("mask"), store)
         _count_or_seeds(kwargs)
-        data = self._image("image", image, store)
+        data = self._image("image", image, kwargs.get("artifact_store"))
         return self._single(
             "edit_image_batch", ImageEditRequest, "image_to_image", (prompt, data), kwargs
         )
@@ -780,6 +803,12 @@ _TASK_ALIASES = {  # the task names AbstractCore's residency API uses (0.3.x too
     "upscale_image": "image_upscale",
     "super_resolution": "image_upscale",
 }
+
+
+def _listed(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _hub_id(model: str | None) -> bool:

@@ -48,7 +48,7 @@ def run(snippet: str, **substitutions: str) -> dict[str, Any]:
         assert old in code, old
         code = code.replace(old, new)
     namespace: dict[str, Any] = {}
-    exec(compile(code, "<0.3.34 example>", "exec"), namespace)  # noqa: S102
+    exec(compile(code, "<0.3.34 example>", "exec"), namespace)
     return namespace
 
 
@@ -184,7 +184,7 @@ def test_readme_openai_example_then_its_tools(openai_url: str, tiny_sd_dir: Path
 
 
 def _tools(ns: dict[str, Any]) -> None:
-    exec(compile(textwrap.dedent(README_TOOLS), "<0.3.34 example>", "exec"), ns)  # noqa: S102
+    exec(compile(textwrap.dedent(README_TOOLS), "<0.3.34 example>", "exec"), ns)
 
 
 def test_api_provider_models_example(openai_url: str, capsys: pytest.CaptureFixture) -> None:

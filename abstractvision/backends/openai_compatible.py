@@ -166,6 +166,36 @@ class OpenAICompatibleVisionBackend(VisionBackend):
             models=dict(self.config.models),
         )
 
+    def list_provider_models(self, *, task: str | None = None) -> list[Any]:
+        """The configured ``models``; with none configured, the service's own ``GET /models``.
+
+        An entry that names its tasks (``tasks`` / ``capabilities``) is kept only for those; one
+        that names none is kept for every task, as 0.3.x did.
+        """
+        if self.config.models:
+            return super().list_provider_models(task=task)
+        answer = read_json(self._http.request("GET", "/models"))
+        rows = answer.get("data") if isinstance(answer, dict) else None
+        out = []
+        for row in rows if isinstance(rows, list) else []:
+            if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+                continue
+            tasks = row.get("tasks") or row.get("capabilities") or ()
+            tasks = tuple(str(t) for t in tasks) if isinstance(tasks, (list, tuple)) else ()
+            if task is not None and tasks and str(task) not in tasks:
+                continue
+            out.append(
+                compat.ProviderModelInfo(
+                    id=row["id"],
+                    object=row.get("object"),
+                    created=row.get("created"),
+                    owned_by=row.get("owned_by"),
+                    capabilities=tasks,
+                    raw=row,
+                )
+            )
+        return out
+
     def close(self) -> None:
         """Close the connection pool (a later call opens a new one)."""
         self._http.close()

@@ -38,6 +38,21 @@ def test_t2i_writes_a_png_of_the_asked_size(tiny_sd_dir: Path, tmp_path: Path) -
         assert (image.format, image.size) == ("PNG", (64, 96))
 
 
+def read_terminal(main_fd: int) -> str:
+    """Everything written to a pty's follower side, once the writer has exited."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main_fd)
+    return b"".join(chunks).decode(errors="replace")
+
+
 def test_progress_bar_only_on_a_terminal(tiny_sd_dir: Path, tmp_path: Path) -> None:
     args = ("t2i", "--model", str(tiny_sd_dir), "x", "--steps", "3", "--width", "64")
     for json_mode in (False, True):
@@ -46,17 +61,7 @@ def test_progress_bar_only_on_a_terminal(tiny_sd_dir: Path, tmp_path: Path) -> N
         done = cli(*args, "--height", "64", "-o", "p.png", *flags, cwd=tmp_path,
                    capture_output=False, stdout=subprocess.PIPE, stderr=follower)  # fmt: skip
         os.close(follower)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        os.close(main)
-        tty_err = b"".join(chunks).decode(errors="replace")
+        tty_err = read_terminal(main)
         assert done.returncode == 0, tty_err
         assert ("ETA" in tty_err and "step 3/3" in tty_err) is not json_mode, tty_err
     assert json.loads(done.stdout)[0]["width"] == 64

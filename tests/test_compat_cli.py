@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_cli_generate import read_terminal
 
 from abstractvision.cli import COMMANDS, build_parser, main
 
@@ -107,17 +108,7 @@ def test_no_progress_hides_the_bar_on_a_terminal(tiny_sd_dir: Path, tmp_path: Pa
     done = subprocess.run([sys.executable, "-m", "abstractvision.cli", *argv], cwd=tmp_path,
                           env=env, stdout=subprocess.PIPE, stderr=follower, timeout=300)  # fmt: skip
     os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(main_fd, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(main_fd)
-    err = b"".join(chunks).decode(errors="replace")
+    err = read_terminal(main_fd)
     assert done.returncode == 0, err
     assert (tmp_path / "p.png").exists() and "ETA" not in err and "step" not in err, err
 

@@ -37,6 +37,7 @@ __all__ = [
     "resolve_hf_repo_snapshot",
 ]
 
+
 def default_hf_cache_root() -> Path:
     """The Hub cache this process writes to (``HF_HUB_CACHE``, ``HF_HOME``/hub, or the default)."""
     env = os.environ
@@ -300,11 +301,20 @@ def ensure_hf_repo_snapshot(
     )
     source = Path(source_dir).expanduser() if source_dir is not None else None
     if snap is not None:
-        if source is not None and cleanup_source and source.exists() and source.resolve() != snap.resolve():
+        if (
+            source is not None
+            and cleanup_source
+            and source.exists()
+            and source.resolve() != snap.resolve()
+        ):
             _remove(source)
         return snap
     if source is None or not source.is_dir():
         return None
     return import_directory_to_hf_cache(
-        source, repo_id=repo_id, cache_dir=cache_dir, ref_name=ref_name, cleanup_source=cleanup_source
+        source,
+        repo_id=repo_id,
+        cache_dir=cache_dir,
+        ref_name=ref_name,
+        cleanup_source=cleanup_source,
     )

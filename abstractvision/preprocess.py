@@ -43,7 +43,9 @@ def canny(image: bytes, low: int = 100, high: int = 200, *, blur: float = 1.4) -
     magnitude = np.hypot(gx, gy)
     thin = _non_maximum(magnitude, np.arctan2(gy, gx))
     edges = _hysteresis(thin >= high, thin >= low)
-    data, _ = media.encode_image(Image.fromarray(edges.astype(np.uint8) * 255).convert("RGB"), "png")
+    data, _ = media.encode_image(
+        Image.fromarray(edges.astype(np.uint8) * 255).convert("RGB"), "png"
+    )
     return data
 
 

@@ -65,7 +65,9 @@ async def main() -> None:
         ways: dict[str, Callable[[], Awaitable[Any]]] = {"VisionManager": in_process}
         for name, client in clients.items():
             ways[name] = lambda client=client: client.call_tool("text_to_image", ARGS)
-        bare = {n: (lambda client=cl: client.call_tool("list_jobs", {})) for n, cl in clients.items()}
+        bare = {
+            n: (lambda client=cl: client.call_tool("list_jobs", {})) for n, cl in clients.items()
+        }
         gen: dict[str, list[float]] = {n: [] for n in ways}
         rtt: dict[str, list[float]] = {n: [] for n in bare}
         for round_ in range(runs + 1):

@@ -279,7 +279,9 @@ def api_app(state: ServerState) -> Starlette:
                 cursor = 0
                 try:
                     while True:
-                        cursor = await state.jobs.wait(job, _HEARTBEAT_S, on_progress, cursor=cursor)
+                        cursor = await state.jobs.wait(
+                            job, _HEARTBEAT_S, on_progress, cursor=cursor
+                        )
                         if job.done:
                             break
                         chunks.put_nowait(b": keep-alive\n\n")

@@ -636,10 +636,16 @@ def test_model_cache_answers_0_3_x_questions_about_the_hub_cache(tmp_path: Path)
     assert snap is not None and not legacy.exists()
     repo_dir = mc.hf_repo_dir(repo, cache_dir=cache)
     assert (repo_dir / "refs" / "main").read_text() == snap.name
-    ask = {"cache_dir": cache, "required_files": ("model_index.json",), "require_weight_files": True}
+    ask = {
+        "cache_dir": cache,
+        "required_files": ("model_index.json",),
+        "require_weight_files": True,
+    }
     assert mc.resolve_hf_repo_snapshot(repo, **ask) == snap
     assert mc.cached_hf_model_sources(repo, **ask) == ["configured cache"]
-    (snap / "unet" / "w.safetensors.index.json").write_text('{"weight_map": {"a": "w2.safetensors"}}')
+    (snap / "unet" / "w.safetensors.index.json").write_text(
+        '{"weight_map": {"a": "w2.safetensors"}}'
+    )
     assert mc.hf_snapshot_missing_indexed_weight_files(snap) == ["unet/w2.safetensors"]
     assert mc.resolve_hf_repo_snapshot(repo, **ask) is None
     assert mc.incomplete_hf_model_sources(repo, **ask) == ["configured cache"]
@@ -648,7 +654,9 @@ def test_model_cache_answers_0_3_x_questions_about_the_hub_cache(tmp_path: Path)
     (repo_dir / "blobs" / "abc.incomplete").write_bytes(b"")
     assert not mc.hf_snapshot_is_usable(snap, require_weight_files=True)
     (repo_dir / "blobs" / "abc.incomplete").unlink()
-    assert mc.hf_snapshot_is_usable(snap, required_files=("model_index.json",), require_weight_files=True)
+    assert mc.hf_snapshot_is_usable(
+        snap, required_files=("model_index.json",), require_weight_files=True
+    )
 
 
 def test_model_presets_and_downloads_come_from_the_registry() -> None:
@@ -663,7 +671,9 @@ def test_model_presets_and_downloads_come_from_the_registry() -> None:
     assert {p.target for p in every} == {"diffusers", "gguf"}
     for preset in every:
         assert preset in reg.get(preset.upstream_repo_id).downloads
-    ernie = find_model_preset("ernie-image-turbo", target="diffusers", engine="diffusers", require_8bit=False)
+    ernie = find_model_preset(
+        "ernie-image-turbo", target="diffusers", engine="diffusers", require_8bit=False
+    )
     assert (ernie.repo_id, ernie.target, ernie.bits) == ("baidu/ERNIE-Image-Turbo", "diffusers", 16)
     assert "*.jinja" in ernie.allow_patterns  # chat templates travel with the tokenizer
     with pytest.raises(ValueError, match="MLX"):
@@ -677,11 +687,15 @@ def test_a_0_3_x_backend_without_capabilities_has_no_catalogue() -> None:
         def generate_image(self, request):  # type: ignore[no-untyped-def]
             raise NotImplementedError
 
-    with pytest.raises(CapabilityNotSupportedError, match="does not support provider model catalogs"):
+    with pytest.raises(
+        CapabilityNotSupportedError, match="does not support provider model catalogs"
+    ):
         VisionManager(backend=Old()).list_provider_models(task="text_to_image")
 
 
-def test_model_catalog_provider_lists_one_engines_models(capsys: pytest.CaptureFixture[str]) -> None:
+def test_model_catalog_provider_lists_one_engines_models(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """0.3.x `model-catalog --provider sdcpp --json`: the models sd.cpp runs, with their GGUF repos."""
     from abstractvision.cli import main
 

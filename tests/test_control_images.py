@@ -71,13 +71,17 @@ def test_controlnet_sd_follows_the_control_image(
     assert one.data != other.data  # the control image matters
     assert one.metadata["pipeline"] == "StableDiffusionControlNetPipeline"
     # strength 0 switches the ControlNet off: the same UNet/VAE/CLIP without control
-    off = vm.generate_image("a house", control_image=square(), control_strength=0.0, seed=1, steps=2)
+    off = vm.generate_image(
+        "a house", control_image=square(), control_strength=0.0, seed=1, steps=2
+    )
     plain = _vm(tiny_sd_dir).generate_image("a house", seed=1, steps=2)  # same base weights
     assert off.data == plain.data
     assert one.data != plain.data  # a control image changes the output versus no control
     with pytest.raises(InvalidRequestError) as bad:
         vm.generate_image("a house", seed=1, steps=2)
-    assert bad.value.field == "control_image" and "StableDiffusionControlNetPipeline" in str(bad.value)
+    assert bad.value.field == "control_image" and "StableDiffusionControlNetPipeline" in str(
+        bad.value
+    )
     with pytest.raises(InvalidRequestError) as bad:
         vm.generate_image("a house", control_image=square(), control_strength=2.5)
     assert bad.value.field == "control_strength" and "2.0" in str(bad.value)
@@ -114,7 +118,10 @@ def test_qwen_image_controlnet(tmp_path_factory: pytest.TempPathFactory) -> None
     from abstractvision.backends import HuggingFaceDiffusersVisionBackend
 
     root = tmp_path_factory.mktemp("qwen-control")
-    model, controlnet = build_family("qwen-image", root / "q"), build_tiny_qwen_controlnet(root / "c")
+    model, controlnet = (
+        build_family("qwen-image", root / "q"),
+        build_tiny_qwen_controlnet(root / "c"),
+    )
     vm = VisionManager(
         HuggingFaceDiffusersVisionBackend(
             model_id=str(model), device="cpu", controlnet=str(controlnet)
@@ -200,7 +207,9 @@ def test_sdcpp_control_net_option(tmp_path: Path) -> None:
 
     model = tmp_path / "sd15.safetensors"
     model.write_bytes(b"\0" * 16)
-    backend = StableDiffusionCppVisionBackend(model=str(model), control_net=str(tmp_path / "no.pth"))
+    backend = StableDiffusionCppVisionBackend(
+        model=str(model), control_net=str(tmp_path / "no.pth")
+    )
     assert backend.get_capabilities().supports_control_image
     plain = StableDiffusionCppVisionBackend(model=str(model))
     assert not plain.get_capabilities().supports_control_image

@@ -225,7 +225,10 @@ async def _mcp_upscale(backend: Any, tmp_path: Path) -> None:
         image = "data:image/png;base64," + base64.b64encode(png()).decode()
         result = await client.call_tool("image_upscale", {"image": image, "steps": 1, "seed": 1})
         assert not result.is_error, result.content
-        assert size_of(engine.store.load_bytes(result.structured_content["$artifact"])) == (256, 256)
+        assert size_of(engine.store.load_bytes(result.structured_content["$artifact"])) == (
+            256,
+            256,
+        )
 
 
 @pytest.fixture

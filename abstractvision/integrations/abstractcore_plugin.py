@@ -700,8 +700,14 @@ class AbstractVisionCapability:
             raise
         from ..backends.openai_compatible import OpenAICompatibleVisionBackend
 
-        offline = self._settings.flag("", "ABSTRACTVISION_ASSUME_OFFLINE", "ABSTRACTCORE_ASSUME_OFFLINE")
-        if offline and isinstance(backend, OpenAICompatibleVisionBackend) and not backend.config.models:
+        offline = self._settings.flag(
+            "", "ABSTRACTVISION_ASSUME_OFFLINE", "ABSTRACTCORE_ASSUME_OFFLINE"
+        )
+        if (
+            offline
+            and isinstance(backend, OpenAICompatibleVisionBackend)
+            and not backend.config.models
+        ):
             return []  # offline: the service's own catalogue is not asked (as 0.3.x)
         try:
             infos = self._manager(backend, {}).list_provider_models(task=task)

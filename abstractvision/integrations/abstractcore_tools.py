@@ -78,7 +78,12 @@ def _inputs(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _batch_twin(
-    single: Callable[..., Any], name: str, doc: str, after: str, body: Callable[..., Any], drop: tuple[str, ...] = ()
+    single: Callable[..., Any],
+    name: str,
+    doc: str,
+    after: str,
+    body: Callable[..., Any],
+    drop: tuple[str, ...] = (),
 ) -> Callable[..., Any]:
     """The 0.3.x ``*_batch`` tool of ``single``: the same parameters less ``drop``, with ``count``
     and ``seeds`` right after ``after``; ``body(args)`` gets the call's arguments (as
@@ -210,7 +215,8 @@ def make_vision_tools(
             "vision_image_to_image_batch",
             "Several edits of one image (count, or one per seed); a list of artifact refs.",
             after="image_b64",
-            body=lambda args: _as_list(run(Task.IMAGE_TO_IMAGE, _inputs(args))), drop=("mask_artifact", "mask_b64"),
+            body=lambda args: _as_list(run(Task.IMAGE_TO_IMAGE, _inputs(args))),
+            drop=("mask_artifact", "mask_b64"),
         )
         tools.append(tool(name=batch.__name__, tags=["vision", "image", "edit", "batch"])(batch))
 
@@ -257,7 +263,8 @@ def make_vision_tools(
             "vision_text_to_video_batch",
             "Several videos of one prompt (count, or one per seed); a list of artifact refs.",
             after="prompt",
-            body=lambda args: run_each(Task.TEXT_TO_VIDEO, _inputs(args)), drop=("guidance_scale",),
+            body=lambda args: run_each(Task.TEXT_TO_VIDEO, _inputs(args)),
+            drop=("guidance_scale",),
         )
         tools.append(tool(name=batch.__name__, tags=["vision", "video", "batch"])(batch))
 

@@ -211,7 +211,11 @@ _UPSCALE_DROPPED = frozenset({"softness", "quantize", "provider", "base_url", "v
 
 
 def upscale_params(
-    fields: Mapping[str, Any], files: Mapping[str, bytes], typed: bool, *, extra_keys: Collection[str]
+    fields: Mapping[str, Any],
+    files: Mapping[str, bytes],
+    typed: bool,
+    *,
+    extra_keys: Collection[str],
 ) -> dict[str, Any]:
     """``/v1/images/upscale``: image (file), scale (``4`` or ``"4x"``; ``resolution`` "Nx" is
     read as the same), optional prompt and the common fields."""
@@ -227,7 +231,9 @@ def upscale_params(
             continue
         match = _FACTOR.match(str(value)) if not isinstance(value, bool) else None
         if match is None or (name == "resolution" and "x" not in str(value).lower()):
-            raise ApiError(400, f"{name}={value!r} must be a factor such as 2, 4 or '4x'", param=name)
+            raise ApiError(
+                400, f"{name}={value!r} must be a factor such as 2, 4 or '4x'", param=name
+            )
         params["scale"] = int(match[1])
     if "image" in ours:
         raise ApiError(400, "image must be sent as a file (multipart)", param="image")

@@ -64,7 +64,9 @@ def collect(result: Any, meta: dict[str, Any], model: str, output_format: str | 
     return batch.assets[0]
 
 
-def run_batch(backend: Any, requests: Sequence[Any], control: GenerationControl | None) -> list[Any]:
+def run_batch(
+    backend: Any, requests: Sequence[Any], control: GenerationControl | None
+) -> list[Any]:
     """``VisionBackend.run_batch`` for Diffusers: text->image and image->image in chunks."""
     control = control if control is not None else GenerationControl()
     # image->image runs one call per image: a batched img2img call differs from single calls in

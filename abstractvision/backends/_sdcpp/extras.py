@@ -36,7 +36,10 @@ def extra_files(config: Any) -> dict[str, str]:
     """Files beyond the diffusion model's that must exist before the worker starts."""
     return {
         role: path
-        for role, path in (("control_net", config.control_net), ("upscale_model", config.upscale_model))
+        for role, path in (
+            ("control_net", config.control_net),
+            ("upscale_model", config.upscale_model),
+        )
         if path
     }
 

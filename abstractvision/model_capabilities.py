@@ -193,6 +193,9 @@ class SdcppEngine(_Frozen):
     # "reference": image_to_image sends the image as a reference, not an init image. Only for
     # models whose files cannot say so (FLUX.1 Kontext has the FLUX.1 [dev] layout).
     edit_mode: Literal["auto", "reference"] = "auto"
+    # Qwen-Image-Edit-2511 is trained with a zero timestep on its reference latents; sd.cpp only
+    # does so when asked (--qwen-image-zero-cond-t), and edits degrade without it.
+    zero_cond_t: bool = False
 
     @model_validator(mode="after")
     def _unique(self) -> SdcppEngine:

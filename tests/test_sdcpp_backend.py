@@ -501,3 +501,30 @@ def test_mcp_server_serves_sdcpp_and_survives_a_killed_worker(
         anyio.run(scenario)
     finally:
         server.abstractvision_state.engine.manager.backend.unload()  # type: ignore[attr-defined]
+
+
+def test_qwen_image_zero_cond_t_comes_from_the_registry_and_reaches_the_engine(
+    klein_file: Path,
+) -> None:
+    """Qwen-Image-Edit-2511 is loaded with ``qwen_image_zero_cond_t`` (the registry says so);
+    other models are not, an explicit setting wins, and the real bindings take the argument."""
+    edit_2511 = StableDiffusionCppVisionBackend(
+        model=str(klein_file), model_name="Qwen/Qwen-Image-Edit-2511", n_threads=THREADS
+    )
+    assert edit_2511.config.qwen_image_zero_cond_t is True
+    assert edit_2511.config.load_kwargs()["qwen_image_zero_cond_t"] is True
+    plain = StableDiffusionCppVisionBackend(model=str(klein_file), n_threads=THREADS)
+    assert plain.config.qwen_image_zero_cond_t is False
+    assert "qwen_image_zero_cond_t" not in plain.config.load_kwargs()
+    off = StableDiffusionCppVisionBackend(
+        model=str(klein_file),
+        model_name="Qwen/Qwen-Image-Edit-2511",
+        qwen_image_zero_cond_t=False,
+        n_threads=THREADS,
+    )
+    assert "qwen_image_zero_cond_t" not in off.config.load_kwargs()
+    try:  # the real StableDiffusion(...) accepts the argument (a wrong name is a TypeError)
+        edit_2511.preload()
+        assert edit_2511.worker_pid is not None
+    finally:
+        edit_2511.unload()

@@ -9,6 +9,7 @@ One generation runs at a time per backend. Environment variables are not read.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -64,6 +65,10 @@ class StableDiffusionCppVisionBackend(VisionBackend):
         files = self.config.files()
         main = files.get("diffusion_model") or files.get("model") or self.config.upscale_model
         self.model_name = self.config.model_name or Path(main).stem
+        if self.config.qwen_image_zero_cond_t is None:
+            sdcpp = options.registry_engine(self.model_name)
+            zero_cond_t = sdcpp is not None and sdcpp.zero_cond_t
+            self.config = dataclasses.replace(self.config, qwen_image_zero_cond_t=zero_cond_t)
         self._lock = threading.Lock()
         self._worker: Worker | None = None
         self._kind: str | None = None  # "image" | "video" once known

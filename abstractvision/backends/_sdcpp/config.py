@@ -63,6 +63,7 @@ class StableDiffusionCppBackendConfig:
     num_frames: int = 33
     fps: int = 16
     edit_mode: Literal["auto", "init", "reference"] = "auto"
+    qwen_image_zero_cond_t: bool | None = None  # None: the registry's fact for model_name
     lora_dir: str | None = None
     load_timeout_s: float = 600.0
     generate_timeout_s: float | None = None
@@ -113,6 +114,8 @@ class StableDiffusionCppBackendConfig:
             keep_vae_on_cpu=self.keep_vae_on_cpu,
             flash_attn=self.flash_attn,
         )
+        if self.qwen_image_zero_cond_t:
+            kwargs["qwen_image_zero_cond_t"] = True
         if self.lora_dir:
             kwargs["lora_model_dir"] = self.lora_dir
         if self.control_net:

@@ -194,10 +194,15 @@ def takes_references(files: Mapping[str, str], model_name: str | None = None) ->
 
 
 def _registry_says_reference(model_name: str | None) -> bool:
+    sdcpp = registry_engine(model_name)
+    return sdcpp is not None and sdcpp.edit_mode == "reference"
+
+
+def registry_engine(model_name: str | None) -> Any:
+    """The registry's sd.cpp facts (``SdcppEngine``) of a model name, None for other names."""
     from ...model_capabilities import VisionModelCapabilitiesRegistry
 
     registry = VisionModelCapabilitiesRegistry()
     if not model_name or model_name not in registry:
-        return False
-    sdcpp = registry.get(model_name).engines.sdcpp
-    return sdcpp is not None and sdcpp.edit_mode == "reference"
+        return None
+    return registry.get(model_name).engines.sdcpp

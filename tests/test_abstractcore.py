@@ -56,6 +56,26 @@ def test_it_is_abstractcore_2_30_that_loads_our_plugin() -> None:
     assert "abstractvision.integrations.abstractcore_plugin:register" in names
 
 
+def test_pip_resolves_abstractcore_2_30_beside_this_checkout(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``pip install abstractcore==2.30.0 <checkout>`` resolves and keeps our version: none of
+    our base requirements conflicts with AbstractCore's (pip asks the package index)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    report = tmp_path / "report.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+         "--report", str(report), "abstractcore==2.30.0", root],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    planned = {
+        item["metadata"]["name"].lower(): item for item in json.loads(report.read_text())["install"]
+    }
+    assert planned["abstractcore"]["metadata"]["version"] == "2.30.0"
+    ours = planned["abstractvision"]
+    assert ours["metadata"]["version"].startswith("0.4"), ours["metadata"]["version"]
+    assert ours["download_info"]["url"].startswith("file://"), ours["download_info"]["url"]
+
+
 def test_t2i_returns_png_bytes_from_our_diffusers_backend(llm, tiny_sd_dir) -> None:  # type: ignore[no-untyped-def]
     out = llm.vision.t2i("a red cube", width=64, height=64, steps=2, seed=1)
     assert isinstance(out, bytes) and out.startswith(PNG) and image_size(out) == (64, 64)

@@ -98,7 +98,7 @@ def sd_turbo_cache(tiny_sd_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def test_engine_runs_the_registry_defaults_that_normalize_returns(
-    sd_turbo_cache: str, tiny_sd_dir: Path
+    sd_turbo_cache: str, tiny_sd_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from abstractvision.types import ImageGenerationRequest
 
@@ -108,6 +108,7 @@ def test_engine_runs_the_registry_defaults_that_normalize_returns(
     asked = ImageGenerationRequest(prompt="a cube", width=64, height=64, guidance_scale=7.0, seed=4)
     normalized = backend.normalize_image_generation_request(asked)
     assert (normalized.steps, normalized.guidance_scale) == (1, 0.0)  # registry: 1 step, cfg 0
+    assert "guidance_scale=7.0 is not used: stabilityai/sd-turbo is step-distilled" in caplog.text
     assert (normalized.width, normalized.height, normalized.seed) == (64, 64, 4)
     assert backend.normalize_image_generation_request(normalized) == normalized  # idempotent
 

@@ -5,7 +5,8 @@ The backend applies ``fill`` to every request before the pipeline runs, and its 
 
 - an unset field takes the registry's default for the model and task; when the call loads a LoRA
   the task lists under ``loras`` (a Lightning LoRA: 4 or 8 steps), that LoRA's defaults first;
-- a guidance the registry fixes (``min == max``: a step-distilled model ignores it) is that value;
+- a guidance the registry fixes (``min == max``: a step-distilled model) is that value (another
+  value given is logged as not used);
 - width and height round up to the model's ``multiple_of``;
 - ``negative_prompt`` is dropped when the task's pipeline class takes none (it would not be passed).
 
@@ -102,6 +103,11 @@ def fill(request: Any, source: str, task: str, class_name: str | None = None) ->
         value = getattr(request, field)
         fixed = param.min is not None and param.min == param.max
         if name in _GUIDANCE and fixed:
+            if value is not None and value != param.min:
+                log.warning(
+                    "%s=%s is not used: %s is step-distilled and runs at %s=%s",
+                    field, value, source, field, param.min,
+                )  # fmt: skip
             value = param.min  # the model ignores any other value
         elif value is None:
             value = by_lora.get(name, param.default)

@@ -280,7 +280,7 @@ def test_a_registry_model_not_pulled_yet_reports_the_registrys_tasks(tmp_path: P
         model_id="zai-org/CogVideoX-2b", device="cpu", cache_dir=str(tmp_path)
     )
     assert cog.get_capabilities().supported_tasks == ("text_to_video",)
-    with pytest.raises(UnknownModelError, match="abstractvision pull THUDM/CogVideoX-2b"):
+    with pytest.raises(UnknownModelError, match="abstractvision pull zai-org/CogVideoX-2b"):
         VisionManager(backend=cog).generate_video("a fox", num_frames=9)  # what to do, by name
 
 

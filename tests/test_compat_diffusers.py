@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -106,6 +107,8 @@ def test_engine_runs_the_registry_defaults_that_normalize_returns(
         model_id="stabilityai/sd-turbo", device="cpu", cache_dir=sd_turbo_cache
     )
     asked = ImageGenerationRequest(prompt="a cube", width=64, height=64, guidance_scale=7.0, seed=4)
+    # on our logger itself: importing abstractcore (an earlier test) sets the root logger to ERROR
+    caplog.set_level(logging.WARNING, logger="abstractvision")
     normalized = backend.normalize_image_generation_request(asked)
     assert (normalized.steps, normalized.guidance_scale) == (1, 0.0)  # registry: 1 step, cfg 0
     assert "guidance_scale=7.0 is not used: stabilityai/sd-turbo is step-distilled" in caplog.text

@@ -533,7 +533,6 @@ OPENAI_CONFIG = {
     "text_to_video_path": _sync_video("text_to_video"),
     "image_to_video_path": _sync_video("image_to_video"),
     "image_to_video_mode": rename("sync_image_to_video_mode"),
-    "models_path": ignored("models are configured (model_id / models), not listed"),
 }
 
 
@@ -787,10 +786,6 @@ _OLD_COMMANDS = {
     "vision-models": "models",
     "playground": "serve",  # the playground is the page at / of the server
 }
-_NO_REPL = (
-    "the 0.3.x interactive REPL is not part of 0.4: run one command per call (abstractvision "
-    "t2i|i2i|t2v|i2v|upscale ...), or open the playground of `abstractvision serve`"
-)
 # after an old catalogue/download name: --target gguf|diffusers names the engine's files; the
 # 8-bit preset policy (--all, --allow-non-8bit) and --max-workers have no 0.4 counterpart
 _OLD_TARGETS = {"gguf": "sdcpp", "diffusers": "diffusers", "auto": None}
@@ -866,8 +861,6 @@ def legacy_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     import sys
 
     args = list(argv)
-    if args and args[0] in ("cli", "repl"):
-        raise InvalidRequestError("command", args[0], _NO_REPL)
     old_command = bool(args) and args[0] in _OLD_COMMANDS
     old: dict[str, Any] = {"cmd": args[0]} if old_command else {}  # 0.3.x: the name as typed
     if old_command:

@@ -192,6 +192,20 @@ def test_api_provider_models_example(openai_url: str, capsys: pytest.CaptureFixt
     assert capsys.readouterr().out.strip()  # our server lists the model it runs
 
 
+def test_models_path_names_where_the_service_lists_models(openai_url: str) -> None:
+    """0.3.x's ``models_path`` (and ABSTRACTVISION_MODELS_PATH in the AbstractCore plugin)."""
+    from abstractvision.backends import OpenAICompatibleBackendConfig as Config
+    from abstractvision.backends import OpenAICompatibleVisionBackend as Backend
+    from abstractvision.errors import BackendError
+
+    root = openai_url.removesuffix("/v1")
+    listed = Backend(config=Config(base_url=openai_url)).list_provider_models()
+    moved = Backend(config=Config(base_url=root, models_path="/v1/models")).list_provider_models()
+    assert [m.id for m in moved] == [m.id for m in listed] and listed
+    with pytest.raises(BackendError, match="404"):
+        Backend(config=Config(base_url=root, models_path="/nope")).list_provider_models()
+
+
 def test_api_openai_example(openai_url: str) -> None:
     # 768x768 at 20 steps as written; the tiny model makes that quick
     ns = run(API_OPENAI, **{PLACEHOLDER_URL: openai_url})

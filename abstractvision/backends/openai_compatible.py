@@ -103,6 +103,7 @@ class OpenAICompatibleBackendConfig:
     images_edits_path: str = "/images/edits"
     images_upscale_path: str = "/images/upscale"
     videos_path: str = "/videos"
+    models_path: str = "/models"  # list_provider_models reads GET <base_url><models_path>
     # 0.3.x synchronous video endpoints instead of the jobs API (_openai_sync_video.py)
     sync_video_paths: Mapping[str, str] = field(default_factory=dict)  # task -> path
     sync_image_to_video_mode: Literal["multipart", "json_b64"] = "multipart"
@@ -174,7 +175,7 @@ class OpenAICompatibleVisionBackend(VisionBackend):
         """
         if self.config.models:
             return super().list_provider_models(task=task)
-        answer = read_json(self._http.request("GET", "/models"))
+        answer = read_json(self._http.request("GET", self.config.models_path))
         rows = answer.get("data") if isinstance(answer, dict) else None
         out = []
         for row in rows if isinstance(rows, list) else []:

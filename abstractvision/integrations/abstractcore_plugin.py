@@ -306,6 +306,7 @@ class AbstractVisionCapability:
                 "OPENAI_API_KEY", None, "the OpenAI image API needs an API key"
             )
         options = {"base_url": base_url, "api_key": api_key, "model_id": model}
+        options["models_path"] = s.get("vision_models_path", "ABSTRACTVISION_MODELS_PATH")
         if timeout:
             options["timeout_s"] = float(timeout)
         sync = {  # 0.3.x's synchronous video endpoints, when configured

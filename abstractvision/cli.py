@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__, cli_doctor, cli_generate, cli_models, compat
+from . import __version__, cli_doctor, cli_generate, cli_models, cli_repl, compat
 from .errors import AbstractVisionError, InvalidRequestError, UnknownModelError
 from .model_capabilities import ModelCapabilities, VisionModelCapabilitiesRegistry
 from .types import Task
@@ -205,6 +205,7 @@ COMMANDS: dict[str, Command] = {
         _server("serve"),
     ),
     "mcp": Command("run the MCP server (stdio by default)", _add_rest, _server("mcp")),
+    "cli": Command("interactive prompt: one warm model, /help", lambda _: None, cli_repl.run),
     **{
         name: Command(*row)
         for name, row in {**cli_generate.ROWS, **cli_doctor.ROWS, **cli_models.ROWS}.items()
@@ -230,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         subparser = sub.add_parser(name, help=command.help, description=command.help)
         command.configure(subparser)
         subparser.set_defaults(cmd=name, _fn=command.run)  # 0.3.x's names
+    sub.add_parser("repl", help="the same as cli").set_defaults(cmd="repl", _fn=cli_repl.run)
     return parser
 
 
@@ -240,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[argv[0]].run(argparse.Namespace(rest=argv[1:]))
     try:
         args = build_parser().parse_args(argv)  # 0.3.x flags and command names too
-        return COMMANDS[args.command].run(args)
+        return args._fn(args)
     except (UnknownModelError, InvalidRequestError) as exc:
         print(f"abstractvision: error: {exc}", file=sys.stderr)
         return 2

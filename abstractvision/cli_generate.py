@@ -143,6 +143,16 @@ def build_manager(args: argparse.Namespace, store: MediaStore | None) -> VisionM
     return VisionManager(backend=create_backend(backend, **options), store=store)
 
 
+def _manager(args: argparse.Namespace, store: MediaStore | None) -> VisionManager:
+    """A new manager, or the prompt's warm one (``cli_repl``: ``args.manager_cache``)."""
+    cache = getattr(args, "manager_cache", None)
+    if cache is None:
+        return build_manager(args, store)
+    if cache.manager is None:
+        cache.manager = build_manager(args, store)
+    return cache.manager
+
+
 ProgressBar = cli_models.ProgressBar  # one bar for downloads and steps
 
 
@@ -232,6 +242,7 @@ def _generate(args: argparse.Namespace) -> int:
     if args.store or args.store_option:  # options alone are refused by open_store
         store = open_store(args.store, parse_key_values(args.store_option, "--store-option"))
     params = _params(args, store)
+    REQUEST_TYPES[args.task](**params)  # its bounds first: a bad value fails before any model
     try:
         cli_models.prepare_model(args)  # the default model; pulled first when allowed
     except GenerationCancelledError:
@@ -244,7 +255,7 @@ def _generate(args: argparse.Namespace) -> int:
     control = GenerationControl(bar)
     try:
         with cli_models.cancel_on_interrupt(control):
-            result = _run(build_manager(args, store), args, params, control)
+            result = _run(_manager(args, store), args, params, control)
     except GenerationCancelledError:
         if bar is not None:
             bar.close()

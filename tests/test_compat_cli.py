@@ -218,10 +218,3 @@ def test_0_3_x_playground_command_serves_the_playground(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def test_0_3_x_repl_is_refused_with_what_to_run(capsys: pytest.CaptureFixture[str]) -> None:
-    for name in ("cli", "repl"):
-        assert main([name]) == 2
-        err = capsys.readouterr().err
-        assert "REPL is not part of 0.4" in err and "abstractvision serve" in err

@@ -10,6 +10,7 @@ A line without a leading ``/`` is a ``/t2i`` prompt.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import sys
@@ -209,6 +210,9 @@ def _takes(parser: argparse.ArgumentParser, command: str, name: str) -> bool:
 
 def run(_: argparse.Namespace | None = None) -> int:
     """The prompt loop: errors are printed and the prompt goes on; Ctrl-D or /exit ends it."""
+    if sys.stdin.isatty():  # line editing and history for input(), where readline exists
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401
     repl = Repl()
     repl.say("AbstractVision CLI: /help lists the commands, /exit quits.")
     while True:
@@ -224,5 +228,9 @@ def run(_: argparse.Namespace | None = None) -> int:
                 return 0
         except SystemExit:  # argparse printed its usage error; the prompt stays
             continue
+        except KeyboardInterrupt:  # outside a generation (which cancels itself): a new line
+            repl.say("")
         except (AbstractVisionError, ValueError) as exc:
             print(f"abstractvision: error: {exc}", file=sys.stderr)
+        except Exception as exc:  # an engine's own failure: say it, keep the prompt
+            print(f"abstractvision: error: {type(exc).__name__}: {exc}", file=sys.stderr)

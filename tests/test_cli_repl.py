@@ -88,3 +88,21 @@ def test_generations_share_one_warm_model(tiny_sd_dir: Path, tmp_path: Path, mon
     assert any((tmp_path / "store").rglob("*.png")) and repl.manager is not warm
     repl.handle("/backend off")
     assert repl.manager is None and repl.config()["backend_kind"] == ""
+
+
+def test_openai_backend_form_reaches_a_real_service(tiny_sd_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """``/backend openai <base_url> [api_key] [model_id]``: our loopback OpenAI-compatible server."""
+    from http_servers import serving
+
+    from abstractvision import VisionManager
+    from abstractvision.backends import HuggingFaceDiffusersVisionBackend
+    from abstractvision.openai_server import create_app
+
+    monkeypatch.chdir(tmp_path)
+    local = HuggingFaceDiffusersVisionBackend(model_id=str(tiny_sd_dir), device="cpu")
+    with serving(create_app(VisionManager(local))) as url:
+        repl = Repl(out=io.StringIO())
+        repl.handle(f"/backend openai {url}/v1 sk-test {tiny_sd_dir}")
+        assert repl.config()["base_url"] == f"{url}/v1" and repl.config()["model_id"]
+        repl.handle("/t2i a red cube --width 64 --height 64 --steps 1 --seed 3 -o remote.png")
+    assert Image.open("remote.png").size == (64, 64)

@@ -147,24 +147,21 @@ class Repl:
         self.manager, self._manager_key = None, None
 
     def generate(self, command: str, args: list[str]) -> None:
+        """Run the subcommand; the prompt's state and ``/set`` fill only the flags not given."""
         from . import cli
 
-        argv = [command, *args]
-        if self.backend and "--backend" not in args:
-            argv += ["--backend", self.backend]
-        if self.model and "--model" not in args:
-            argv += ["--model", self.model]
-        if self.device and "--device" not in args:
-            argv += ["--device", self.device]
-        argv += [f"--backend-option={k}={v}" for k, v in self.options.items()]
-        if self.store and "--store" not in args and "-o" not in args and "--output" not in args:
-            argv += ["--store", self.store]
         parser = cli.build_parser()
-        for name, value in self.defaults.items():
-            flag = "--" + name.replace("_", "-")
-            if flag not in args and _takes(parser, command, name):
-                argv += [flag, *shlex.split(value)]
+        options = [f"--backend-option={k}={v}" for k, v in self.options.items()]
+        argv = [command, *options, *args]  # the line's own --backend-option come later and win
         ns, unknown = parser.parse_known_args(argv)
+        fill = {name: shlex.split(value) for name, value in self.defaults.items()}
+        state = {"backend": self.backend, "model": self.model, "device": self.device}
+        state["store"] = self.store if getattr(ns, "output", None) is None else None
+        fill.update({name: [value] for name, value in state.items() if value is not None})
+        added = [token for name, tokens in fill.items() if getattr(ns, name, False) is None
+                 for token in ("--" + name.replace("_", "-"), *tokens)]  # fmt: skip
+        if added:  # a default for a flag this command lacks (fps for /t2i) is left out
+            ns, unknown = parser.parse_known_args([*argv, *added])
         flags = [token for token in unknown if token.startswith("-")]
         if flags:
             parser.error(f"unrecognized arguments: {' '.join(flags)}")
@@ -200,12 +197,6 @@ class Repl:
         else:
             raise ValueError(f"/{command}: unknown command (/help lists them)")
         return True
-
-
-def _takes(parser: argparse.ArgumentParser, command: str, name: str) -> bool:
-    """Whether ``command``'s subparser has a flag whose destination is ``name``."""
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return any(action.dest == name for action in sub.choices[command]._actions)
 
 
 def run(_: argparse.Namespace | None = None) -> int:

@@ -78,7 +78,7 @@ def test_generations_share_one_warm_model(tiny_sd_dir: Path, tmp_path: Path, mon
     cache = warm.backend._cache  # the engine's loaded pipelines
     (key,) = cache.keys()
     loaded = cache.get(key)
-    repl.handle("a red cube --seed 1 --width 72 --height 64 -o second.png")  # no /: a t2i prompt
+    repl.handle("a red cube --seed 1 --width=72 --height 64 -o second.png")  # no /: a t2i prompt
     assert repl.manager is warm and cache.keys() == [key] and cache.get(key) is loaded
     assert Image.open("first.png").size == (64, 64) and Image.open("second.png").size == (72, 64)
 
@@ -86,6 +86,8 @@ def test_generations_share_one_warm_model(tiny_sd_dir: Path, tmp_path: Path, mon
     assert repl.manager is None
     repl.handle("/t2i a red cube --seed 1")
     assert any((tmp_path / "store").rglob("*.png")) and repl.manager is not warm
+    repl.handle("/t2i a red cube --seed 1 -o third.png")  # -o: a file, not the store
+    assert Image.open("third.png").size == (64, 64)
     repl.handle("/backend off")
     assert repl.manager is None and repl.config()["backend_kind"] == ""
 
